@@ -1,0 +1,48 @@
+# Two commands do all the set-up: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export GRADIO_ANALYTICS_ENABLED := False
+export ORT_DISABLE_TELEMETRY := 1
+export ANONYMIZED_TELEMETRY := False
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test install browser ingest eval calibrate bench load serve clean
+
+run: ingest ## install, ingest corpus/, serve the chat on http://127.0.0.1:7860
+	$(PY) -m ui
+
+serve: install ## serve the chat without re-ingesting
+	$(PY) -m ui
+
+test: install browser ## install, then the whole test suite (with the eval gate)
+	$(PY) -m pytest -q
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found — install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+browser: ## Debian's chromium for the browser tests
+	bash scripts/install-browser.sh
+
+ingest: install ## build or update the Chroma collection from corpus/
+	$(PY) -m ingest
+
+eval: ingest ## run the eval set, write evals/reports/, fail below the gate
+	$(PY) -m evals
+
+calibrate: ingest ## recompute the abstention threshold from the eval set
+	$(PY) -m evals calibrate
+
+bench: install ## benchmarks: print a table and write bench/results.json
+	$(PY) -m bench
+
+clean:
+	rm -rf data

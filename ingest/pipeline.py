@@ -1,0 +1,181 @@
+"""Incremental, idempotent ingest: only new or changed files are embedded."""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .chunk import CHUNKER_VERSION, chunk_document
+from .embed import Embedder
+from .errors import IngestError, LockedError
+from .load import load_paths
+from .records import Chunk, Document, Unit
+from .settings import REPO_ROOT, IngestSettings, StoreSettings
+from .store import CollectionInfo, Store, fingerprint
+
+_GROUP_TEXTS = 4096  # embed and write this many texts at a time: bounded memory, few round trips
+
+
+@dataclass
+class Summary:
+    files: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    embedded: int = 0  # texts (chunks + units) that went through the model
+    seconds: float = 0.0
+    rebuilt: str = ""
+    problems: list[str] = field(default_factory=list)
+    embed_seconds: float = 0.0
+    embedded_tokens: int = 0
+
+    def line(self) -> str:
+        return (
+            f"{self.files} files: {self.added} chunks added, {self.updated} updated, {self.removed} removed, "
+            f"{self.unchanged} unchanged; {self.embedded} texts embedded; {len(self.problems)} skipped; "
+            f"{self.seconds:.1f} s"
+        )
+
+
+def _lock_path(store: StoreSettings) -> Path:
+    if store.is_server:
+        return REPO_ROOT / "data" / "locks" / f"{store.host}_{store.port}_{store.collection}.lock"
+    return store.path / f".ingest-{store.collection}.lock"
+
+
+@contextmanager
+def store_lock(store: StoreSettings):
+    """One ingest per collection at a time; a second one refuses at once."""
+    path = _lock_path(store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise LockedError(
+                f"another ingest (pid {other}) is writing {store.describe()} — wait for it to finish, then run again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_ingest(settings: IngestSettings, embedder: Embedder, log=print) -> Summary:
+    """Bring the collection in line with the corpus paths; returns what changed."""
+    t0 = time.perf_counter()
+    loaded = load_paths(list(settings.corpus), settings.max_file_mb)
+    summary = Summary(files=len(loaded.documents), problems=list(loaded.problems))
+    for line in loaded.problems:
+        log(f"skipped: {line}")
+    if not loaded.documents:
+        raise IngestError(
+            "nothing to ingest: "
+            + (loaded.problems[0] if loaded.problems else "no documents found")
+            + " (the store was left as it was)"
+        )
+    with store_lock(settings.store):
+        store = Store(settings.store, create=True)
+        info = store.info()
+        if store.count() and (info.embedding_model != embedder.model_id or info.chunker_version != CHUNKER_VERSION):
+            was = info.embedding_model or "an unfinished ingest"
+            summary.rebuilt = f"rebuilding the collection (it was built with {was}, chunker v{info.chunker_version})"
+            log(summary.rebuilt)
+            store.drop()
+            store = Store(settings.store, create=True)
+        manifest = store.manifest()
+        seen = {d.source for d in loaded.documents}
+        todo: list[Document] = []
+        for doc in loaded.documents:
+            state = manifest.get(doc.source)
+            if state and state.sha == doc.sha and state.complete:
+                summary.unchanged += state.chunks
+            else:
+                todo.append(doc)
+        for source, state in manifest.items():
+            # a file that vanished loses its chunks; one that failed to load keeps them
+            if source not in seen and source not in loaded.failed_sources:
+                store.delete_source(source)
+                summary.removed += state.chunks
+        _embed_and_write(store, todo, manifest, settings, embedder, summary, log)
+        final = store.manifest()
+        store.set_info(
+            CollectionInfo(
+                embedding_model=embedder.model_id,
+                chunker_version=CHUNKER_VERSION,
+                corpus_fingerprint=fingerprint((s, st.sha) for s, st in final.items()),
+                ingested_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                documents=len(final),
+                chunks=sum(st.chunks for st in final.values()),
+            )
+        )
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _embed_and_write(store, todo, manifest, settings, embedder, summary, log) -> None:
+    if not todo:
+        log("nothing changed: 0 chunks embedded")
+        return
+    planned: list[tuple[Document, list[Chunk], list[Unit]]] = []
+    for doc in todo:
+        chunks, units = chunk_document(doc, embedder.count_tokens, settings.chunk_tokens, settings.overlap_tokens)
+        planned.append((doc, chunks, units))
+    total = sum(len(c) + len(u) for _, c, u in planned)
+    bar = _progress(total, settings.progress)
+    group: list[tuple[Document, list[Chunk], list[Unit]]] = []
+    size = 0
+    for item in planned:
+        group.append(item)
+        size += len(item[1]) + len(item[2])
+        if size >= _GROUP_TEXTS:
+            _write_group(store, group, manifest, settings, embedder, summary, bar)
+            group, size = [], 0
+    if group:
+        _write_group(store, group, manifest, settings, embedder, summary, bar)
+    bar.close()
+
+
+def _write_group(store, group, manifest, settings, embedder, summary, bar) -> None:
+    texts = [c.embed_text() for _, cs, _ in group for c in cs] + [u.embed_text() for _, _, us in group for u in us]
+    t = time.perf_counter()
+    vecs = embedder.encode(texts, settings.batch_size, on_batch=bar.update)
+    summary.embed_seconds += time.perf_counter() - t
+    summary.embedded += len(texts)
+    n_chunks = sum(len(cs) for _, cs, _ in group)
+    chunk_vecs, unit_vecs = vecs[:n_chunks], vecs[n_chunks:]
+    ci = ui = 0
+    for doc, chunks, units in group:
+        old = manifest.get(doc.source)
+        if old:
+            store.delete_source(doc.source)
+            summary.updated += len(chunks)
+        else:
+            summary.added += len(chunks)
+        store.add(chunks, chunk_vecs[ci : ci + len(chunks)], units, unit_vecs[ui : ui + len(units)], doc.sha)
+        ci += len(chunks)
+        ui += len(units)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="text", desc="embedding", dynamic_ncols=True)

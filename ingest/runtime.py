@@ -1,0 +1,21 @@
+"""Process-wide switches for entry points: offline, no telemetry. Called by main() functions only."""
+from __future__ import annotations
+
+import os
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "ORT_DISABLE_TELEMETRY": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def prepare_environment() -> None:
+    """Nothing may download or phone home at run time."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,310 @@
+"""The Chroma side: one collection of chunks and one of their quotable units.
+
+Chroma never embeds anything here: every vector comes from our model. The chunk
+collection's metadata records how it was built (model, chunker, corpus fingerprint).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import StoreError
+from .records import SECTION_SEP, Chunk, Unit
+from .settings import StoreSettings
+
+UNITS_SUFFIX = "__units"
+_PAGE = 2000
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the store holds for one source file."""
+
+    sha: str
+    expected_chunks: int
+    expected_units: int
+    chunks: int
+    units: int
+
+    @property
+    def complete(self) -> bool:
+        return self.chunks == self.expected_chunks and self.units == self.expected_units
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    embedding_model: str
+    chunker_version: str
+    corpus_fingerprint: str
+    ingested_at: str
+    documents: int
+    chunks: int
+
+
+def rebuild_hint(settings: StoreSettings) -> str:
+    flags = settings.cli_flags()
+    return "make ingest" if flags == f"--store {StoreSettings().path}" else f"python -m ingest {flags}"
+
+
+def _client(settings: StoreSettings, create: bool):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.is_server:
+        try:
+            client = chromadb.HttpClient(host=settings.host, port=settings.port, settings=chroma_settings)
+            client.heartbeat()
+            return client
+        except Exception as err:  # connection refused, DNS, timeouts: all mean the same to a user
+            raise StoreError(
+                f"cannot reach the Chroma server at {settings.host}:{settings.port} ({type(err).__name__}) — "
+                f"start it with `chroma run --path data/chroma-server --host {settings.host} --port {settings.port}` "
+                "or fix --chroma-host/--chroma-port"
+            ) from None
+    if not create and not (settings.path / "chroma.sqlite3").exists():
+        raise StoreError(f"no Chroma store at {settings.path} — build it with `{rebuild_hint(settings)}`")
+    try:
+        settings.path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.path), settings=chroma_settings)
+    except Exception as err:
+        raise StoreError(
+            f"the Chroma store at {settings.path} cannot be opened ({type(err).__name__}: {str(err)[:80]}) — "
+            f"delete that folder and rebuild it with `{rebuild_hint(settings)}`"
+        ) from None
+
+
+def _meta_to_section(value: str) -> tuple[str, ...]:
+    return tuple(value.split(SECTION_SEP)) if value else ()
+
+
+def chunk_from_record(cid: str, text: str, meta: dict) -> Chunk:
+    return Chunk(
+        id=cid,
+        source=meta["source"],
+        section=_meta_to_section(meta.get("section", "")),
+        start=int(meta["start"]),
+        end=int(meta["end"]),
+        text=text,
+        header=meta.get("header", ""),
+    )
+
+
+def unit_from_record(uid: str, text: str, meta: dict) -> Unit:
+    return Unit(
+        id=uid,
+        chunk_id=meta["chunk_id"],
+        source=meta["source"],
+        section=_meta_to_section(meta.get("section", "")),
+        kind=meta["kind"],
+        start=int(meta["start"]),
+        end=int(meta["end"]),
+        text=text,
+        header=meta.get("header", ""),
+    )
+
+
+class Store:
+    """Chunks and units of one collection; opened for reading unless create=True."""
+
+    def __init__(self, settings: StoreSettings, create: bool = False) -> None:
+        self.settings = settings
+        self.client = _client(settings, create)
+        name = settings.collection
+        try:
+            if create:
+                self.chunks = self.client.get_or_create_collection(
+                    name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+                )
+                self.units = self.client.get_or_create_collection(
+                    name + UNITS_SUFFIX, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+                )
+            else:
+                self.chunks = self.client.get_collection(name, embedding_function=None)
+                self.units = self.client.get_collection(name + UNITS_SUFFIX, embedding_function=None)
+        except StoreError:
+            raise
+        except Exception as err:
+            if "does not exist" in str(err) or "NotFound" in type(err).__name__:
+                raise StoreError(
+                    f"no collection '{name}' in the store — build it with `{rebuild_hint(settings)}`"
+                ) from None
+            raise StoreError(
+                f"the collection '{name}' cannot be opened ({type(err).__name__}) — "
+                f"delete the store and rebuild it with `{rebuild_hint(settings)}`"
+            ) from None
+
+    # -- reading -----------------------------------------------------------------
+    def info(self) -> CollectionInfo:
+        meta = self.chunks.metadata or {}
+        return CollectionInfo(
+            embedding_model=meta.get("embedding_model", ""),
+            chunker_version=str(meta.get("chunker_version", "")),
+            corpus_fingerprint=meta.get("corpus_fingerprint", ""),
+            ingested_at=meta.get("ingested_at", ""),
+            documents=int(meta.get("documents", 0)),
+            chunks=int(meta.get("chunks", 0)),
+        )
+
+    def check_compatible(self, model_id: str, chunker_version: str) -> CollectionInfo:
+        info = self.info()
+        if not info.embedding_model:
+            raise StoreError(
+                f"{self.settings.describe()} was never completely ingested — run `{rebuild_hint(self.settings)}`"
+            )
+        if info.embedding_model != model_id:
+            raise StoreError(
+                f"{self.settings.describe()} was built with another embedding model ({info.embedding_model}); "
+                f"rebuild it with `{rebuild_hint(self.settings)}`"
+            )
+        if info.chunker_version != chunker_version:
+            raise StoreError(
+                f"{self.settings.describe()} was built by an older chunker (v{info.chunker_version}); "
+                f"rebuild it with `{rebuild_hint(self.settings)}`"
+            )
+        return info
+
+    def _scan(self, collection, include: list[str]):
+        offset = 0
+        while True:
+            page = collection.get(include=include, limit=_PAGE, offset=offset)
+            ids = page["ids"]
+            if not ids:
+                return
+            for i, rid in enumerate(ids):
+                yield rid, {k: page[k][i] for k in include}
+            if len(ids) < _PAGE:
+                return
+            offset += len(ids)
+
+    def all_chunks(self) -> list[Chunk]:
+        return [
+            chunk_from_record(cid, rec["documents"], rec["metadatas"])
+            for cid, rec in self._scan(self.chunks, ["documents", "metadatas"])
+        ]
+
+    def all_units(self, with_vectors: bool = False) -> tuple[list[Unit], np.ndarray | None]:
+        include = ["documents", "metadatas"] + (["embeddings"] if with_vectors else [])
+        units, vecs = [], []
+        for uid, rec in self._scan(self.units, include):
+            units.append(unit_from_record(uid, rec["documents"], rec["metadatas"]))
+            if with_vectors:
+                vecs.append(rec["embeddings"])
+        return units, (np.asarray(vecs, dtype=np.float32) if with_vectors else None)
+
+    def manifest(self) -> dict[str, FileState]:
+        """Per source file: the hash it was ingested from and how complete it is."""
+        states: dict[str, dict] = {}
+        for _, rec in self._scan(self.chunks, ["metadatas"]):
+            m = rec["metadatas"]
+            s = states.setdefault(m["source"], {"shas": set(), "ec": 0, "eu": 0, "c": 0, "u": 0})
+            s["shas"].add(m["file_sha"])
+            s["ec"], s["eu"] = int(m["file_chunks"]), int(m["file_units"])
+            s["c"] += 1
+        for _, rec in self._scan(self.units, ["metadatas"]):
+            m = rec["metadatas"]
+            s = states.setdefault(m["source"], {"shas": set(), "ec": -1, "eu": -1, "c": 0, "u": 0})
+            s["shas"].add(m["file_sha"])
+            s["u"] += 1
+        out = {}
+        for source, s in states.items():
+            sha = next(iter(s["shas"])) if len(s["shas"]) == 1 else ""
+            out[source] = FileState(sha, s["ec"], s["eu"], s["c"], s["u"])
+        return out
+
+    def count(self) -> int:
+        return self.chunks.count()
+
+    def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
+        if not ids:
+            return []
+        page = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        by_id = {
+            cid: chunk_from_record(cid, doc, meta)
+            for cid, doc, meta in zip(page["ids"], page["documents"], page["metadatas"])
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    # -- writing -----------------------------------------------------------------
+    def delete_source(self, source: str) -> None:
+        self.units.delete(where={"source": source})
+        self.chunks.delete(where={"source": source})
+
+    def add(self, chunks: list[Chunk], chunk_vecs: np.ndarray, units: list[Unit], unit_vecs: np.ndarray, sha: str) -> None:
+        """Write one file's chunks and units (upsert: ids are deterministic, so a retry never duplicates)."""
+        file_meta = {"file_sha": sha, "file_chunks": len(chunks), "file_units": len(units)}
+        for i in range(0, len(units), _PAGE):
+            part = units[i : i + _PAGE]
+            self.units.upsert(
+                ids=[u.id for u in part],
+                embeddings=unit_vecs[i : i + _PAGE],
+                documents=[u.text for u in part],
+                metadatas=[
+                    {
+                        "chunk_id": u.chunk_id,
+                        "source": u.source,
+                        "section": SECTION_SEP.join(u.section),
+                        "kind": u.kind,
+                        "start": u.start,
+                        "end": u.end,
+                        "header": u.header,
+                        **file_meta,
+                    }
+                    for u in part
+                ],
+            )
+        # chunks last: a file counts as present only once its chunks are all there
+        for i in range(0, len(chunks), _PAGE):
+            part = chunks[i : i + _PAGE]
+            self.chunks.upsert(
+                ids=[c.id for c in part],
+                embeddings=chunk_vecs[i : i + _PAGE],
+                documents=[c.text for c in part],
+                metadatas=[
+                    {
+                        "source": c.source,
+                        "section": SECTION_SEP.join(c.section),
+                        "start": c.start,
+                        "end": c.end,
+                        "header": c.header,
+                        **file_meta,
+                    }
+                    for c in part
+                ],
+            )
+
+    def set_info(self, info: CollectionInfo) -> None:
+        meta = dict(self.chunks.metadata or {})
+        meta.update(
+            {
+                "embedding_model": info.embedding_model,
+                "chunker_version": info.chunker_version,
+                "corpus_fingerprint": info.corpus_fingerprint,
+                "ingested_at": info.ingested_at,
+                "documents": info.documents,
+                "chunks": info.chunks,
+            }
+        )
+        self.chunks.modify(metadata=meta)
+
+    def clear_info(self) -> None:
+        """Mark the collection as being rebuilt (a query refuses it until ingest ends)."""
+        meta = dict(self.chunks.metadata or {})
+        meta["embedding_model"] = ""
+        self.chunks.modify(metadata=meta)
+
+    def drop(self) -> None:
+        for name in (self.settings.collection, self.settings.collection + UNITS_SUFFIX):
+            try:
+                self.client.delete_collection(name)
+            except Exception:  # absent already: nothing to drop
+                pass
+
+
+def fingerprint(states: Iterable[tuple[str, str]]) -> str:
+    import hashlib
+
+    return hashlib.sha1(json.dumps(sorted(states)).encode()).hexdigest()[:16]

@@ -1,0 +1,174 @@
+"""Find the structure of a document's text: headings, paragraphs, list items, tables, code.
+
+Works on Markdown and on plain text exported from web pages, where each heading line is
+followed by a `Section titled “…”` line that repeats it (and the next paragraph, or the next
+heading, often starts right after the closing quote). Every block keeps exact offsets.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .records import Block
+
+_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
+_ITEM = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+\S")
+_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_NUMBERED = re.compile(r"^\d{1,2}[.)]\s")
+_ARTEFACT = "Section titled “"
+
+
+@dataclass
+class _Line:
+    start: int
+    end: int  # without the newline
+    text: str
+
+
+def _lines(text: str, offset: int = 0) -> list[_Line]:
+    out = []
+    pos = offset
+    for raw in text[offset:].splitlines(keepends=True):
+        body = raw.rstrip("\r\n")
+        out.append(_Line(pos, pos + len(body), body))
+        pos += len(raw)
+    return out
+
+
+def _artefact_rest(lines: list[_Line], i: int) -> int | None:
+    """If line i is a web-page heading (repeated on the next line), the offset where the repeat ends."""
+    line = lines[i]
+    title = line.text.strip()
+    if not title or len(title) > 200 or i + 1 >= len(lines):
+        return None
+    nxt = lines[i + 1]
+    marker = _ARTEFACT + title + "”"
+    if nxt.text.startswith(marker):
+        return nxt.start + len(marker)
+    return None
+
+
+def _split_line(lines: list[_Line], i: int, at: int) -> None:
+    """Replace line i by its remainder from offset `at` (the text after an artefact)."""
+    line = lines[i]
+    cut = at - line.start
+    lines[i] = _Line(at, line.end, line.text[cut:])
+
+
+def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
+    """Blocks in document order; heading blocks carry level and title."""
+    lines = _lines(text)
+    blocks: list[Block] = []
+    i = 0
+    para: list[_Line] = []
+    seen_numbered_parent = False
+
+    def flush_para() -> None:
+        if para:
+            blocks.append(Block("paragraph", para[0].start, para[-1].end))
+            para.clear()
+
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.text.strip()
+        if not stripped:
+            flush_para()
+            i += 1
+            continue
+        if kind in ("markdown", "text", "html", "pdf"):
+            m = _MD_HEADING.match(line.text)
+            if m and kind != "pdf":
+                flush_para()
+                blocks.append(Block("heading", line.start, line.end, len(m.group(1)), m.group(2).strip()))
+                i += 1
+                continue
+        rest = _artefact_rest(lines, i)
+        if rest is not None:
+            flush_para()
+            level = 3 if (_NUMBERED.match(stripped) and seen_numbered_parent) else 2
+            if level == 2:
+                seen_numbered_parent = not _NUMBERED.match(stripped)
+            blocks.append(Block("heading", line.start, line.end, level, stripped))
+            nxt = lines[i + 1]
+            if rest < nxt.end:
+                _split_line(lines, i + 1, rest)
+                i += 1
+            else:
+                i += 2
+            continue
+        if kind == "text" and i == 0 and not blocks and _looks_like_title(stripped, lines):
+            blocks.append(Block("heading", line.start, line.end, 1, stripped))
+            i += 1
+            continue
+        if _FENCE.match(line.text):
+            flush_para()
+            j = i + 1
+            while j < len(lines) and not _FENCE.match(lines[j].text):
+                j += 1
+            end = lines[min(j, len(lines) - 1)].end
+            blocks.append(Block("code", line.start, end))
+            i = j + 1
+            continue
+        if stripped.startswith("|"):
+            flush_para()
+            j = i
+            while j < len(lines) and lines[j].text.strip().startswith("|"):
+                j += 1
+            header_end = -1
+            if j - i >= 2 and _TABLE_SEP.match(lines[i + 1].text):
+                header_end = lines[i + 1].end
+            blocks.append(Block("table", line.start, lines[j - 1].end, header_end=header_end))
+            i = j
+            continue
+        if _ITEM.match(line.text):
+            flush_para()
+            j = i + 1
+            indent = len(line.text) - len(line.text.lstrip())
+            # continuation lines: indented deeper, not themselves items or tables
+            while (
+                j < len(lines)
+                and lines[j].text.strip()
+                and not _ITEM.match(lines[j].text)
+                and not lines[j].text.strip().startswith("|")
+                and (len(lines[j].text) - len(lines[j].text.lstrip())) > indent
+            ):
+                j += 1
+            blocks.append(Block("item", line.start, lines[j - 1].end))
+            i = j
+            continue
+        para.append(line)
+        i += 1
+    flush_para()
+    return blocks
+
+
+def _looks_like_title(stripped: str, lines: list[_Line]) -> bool:
+    return (
+        len(lines) > 1
+        and len(stripped.split()) <= 10
+        and stripped[-1] not in ".:;,!?"
+        and not stripped.startswith(("|", "-", "*"))
+    )
+
+
+def sections(blocks: list[Block]) -> list[tuple[tuple[str, ...], Block]]:
+    """Each non-heading block with its heading trail.
+
+    A lone document title (the first block, the only level-1 heading) is left out of the
+    trails: every passage would repeat it, and the source path already names the document.
+    """
+    trail: list[tuple[int, str]] = []
+    out = []
+    level1 = [b for b in blocks if b.kind == "heading" and b.level == 1]
+    skip = blocks[0] if blocks and len(level1) == 1 and blocks[0] is level1[0] else None
+    for block in blocks:
+        if block is skip:
+            continue
+        if block.kind == "heading":
+            while trail and trail[-1][0] >= block.level:
+                trail.pop()
+            trail.append((block.level, block.title))
+            continue
+        out.append((tuple(t for _, t in trail), block))
+    return out
