@@ -31,6 +31,7 @@ class Embedder:
                     from transformers.utils import logging as hf_logging
 
                     hf_logging.set_verbosity_error()  # token counts of long texts are not errors
+                    hf_logging.disable_progress_bar()
                     self._model = SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True)
         return self._model
 

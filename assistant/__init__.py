@@ -1,0 +1,1 @@
+"""Answer questions from the ingested corpus with numbered citations to exact passages."""

@@ -1,0 +1,171 @@
+"""python -m assistant {ask,chat,batch,cite} — answers with citations from the ingested corpus."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _settings(args):
+    from ingest.settings import store_from_args
+
+    from .settings import settings_from_env
+
+    overrides = {"store_overrides": vars(store_from_args(args)) if _store_given(args) else None}
+    if getattr(args, "backend", None):
+        overrides["backend"] = args.backend
+    if getattr(args, "corpus", None):
+        overrides["corpus_dirs"] = tuple(args.corpus)
+    return settings_from_env(**overrides)
+
+
+def _store_given(args) -> bool:
+    return any(getattr(args, k, None) for k in ("store", "chroma_host", "chroma_port", "collection"))
+
+
+def _print_answer(answer, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer_json(answer), ensure_ascii=False))
+        return
+    print(answer.text)
+    if answer.notice:
+        print(f"({answer.notice})")
+    for c in answer.citations:
+        print(f"  [{c.n}] {c.source}:{c.start}-{c.end}  {c.section}")
+        print(f"      “{c.quote}”")
+    if answer.related:
+        print("Related passages (not an answer):")
+        for c in answer.related:
+            print(f"  - {c.source}:{c.start}-{c.end}  {c.section}: {c.quote[:120]}")
+
+
+def answer_json(answer) -> dict:
+    return {
+        "answer": answer.text,
+        "abstained": answer.abstained,
+        "citations": [
+            {k: getattr(c, k) for k in ("n", "chunk_id", "source", "section", "start", "end", "quote")}
+            for c in answer.citations
+        ],
+    }
+
+
+def cmd_ask(args, assistant) -> int:
+    _print_answer(assistant.ask(args.question), args.json)
+    return 0
+
+
+def cmd_chat(args, assistant) -> int:
+    from .errors import QuestionError
+    from .records import Turn
+
+    history: list[Turn] = []
+    print("Ask about the documents; an empty line or Ctrl-D ends the chat.")
+    while True:
+        try:
+            question = input("you> ")
+        except EOFError:
+            print()
+            return 0
+        if not question.strip():
+            return 0
+        try:
+            answer = assistant.ask(question, history)
+        except QuestionError as err:
+            print(f"error: {err}")
+            continue
+        _print_answer(answer, False)
+        history += [Turn("user", question), Turn("assistant", answer.text)]
+
+
+def cmd_batch(args, assistant) -> int:
+    from .errors import QuestionError
+
+    failures = 0
+    with open(args.infile, encoding="utf-8") as src, open(args.outfile, "w", encoding="utf-8") as out:
+        for lineno, line in enumerate(src, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                question = item["question"]
+                history = item.get("history") or []
+            except (ValueError, KeyError, TypeError):
+                print(f"batch: {args.infile}:{lineno}: not a JSON object with a 'question' — skipped", file=sys.stderr)
+                failures += 1
+                continue
+            try:
+                item.update(answer_json(assistant.ask(question, history)))
+            except QuestionError as err:
+                item.update({"answer": "", "abstained": True, "citations": [], "error": str(err)})
+                failures += 1
+            out.write(json.dumps(item, ensure_ascii=False) + "\n")
+    return 1 if failures else 0
+
+
+def cmd_cite(args, assistant) -> int:
+    from .cite import parse_ref, passage
+
+    ref = parse_ref(args.ref)
+    if ref is None:  # a chunk id
+        chunks = assistant.retriever.index().chunks
+        chunk = chunks.get(args.ref.strip())
+        if chunk is None:
+            print(f"cite: no chunk '{args.ref[:40]}' — give a chunk id or SOURCE:START-END", file=sys.stderr)
+            return 2
+        ref = (chunk.source, chunk.start, chunk.end)
+    p = passage(assistant.settings.corpus_dirs, *ref)
+    print(f"{p.source}:{p.start}-{p.end}")
+    before = p.paragraph[: p.start - p.paragraph_start]
+    after = p.paragraph[p.end - p.paragraph_start :]
+    print(f"{before}>>>{p.quote}<<<{after}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ingest.runtime import prepare_environment
+    from ingest.settings import add_store_arguments
+
+    prepare_environment()
+    parser = argparse.ArgumentParser(prog="python -m assistant", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = {
+        "ask": (cmd_ask, "answer one question"),
+        "chat": (cmd_chat, "a terminal conversation with history"),
+        "batch": (cmd_batch, "answer a JSONL file of questions"),
+        "cite": (cmd_cite, "show a cited passage in its paragraph"),
+    }
+    for name, (_, help_) in commands.items():
+        p = sub.add_parser(name, help=help_)
+        add_store_arguments(p)
+        p.add_argument("--corpus", type=Path, action="append", help="corpus folder (for cite; default corpus/)")
+        p.add_argument("--backend", choices=["extractive", "openai"], help="answerer (default: extractive)")
+        if name == "ask":
+            p.add_argument("question")
+            p.add_argument("--json", action="store_true", help="print JSON")
+        elif name == "batch":
+            p.add_argument("infile", type=Path)
+            p.add_argument("outfile", type=Path)
+        elif name == "cite":
+            p.add_argument("ref", help="a chunk id or SOURCE:START-END")
+    args = parser.parse_args(argv)
+
+    from ingest.errors import IngestError
+
+    from .core import Assistant
+    from .errors import CiteError, QuestionError
+
+    try:
+        assistant = Assistant(_settings(args))
+        return commands[args.command][0](args, assistant)
+    except (IngestError, QuestionError, CiteError) as err:
+        print(f"{args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"{args.command}: error: {err.strerror}: {err.filename} — check the path", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

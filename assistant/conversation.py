@@ -1,0 +1,55 @@
+"""Follow-up questions: build the retrieval query from the conversation, not the last message alone."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from .records import Turn
+from .terms import content_terms
+
+_LEADS = re.compile(
+    r"^\s*(and|but|also|so|then|or|what about|how about|what of|same for|and what|and how|and when|and who|"
+    r"and why|why|how so|which of (them|those|these)|what else|anything else|more on)\b",
+    re.IGNORECASE,
+)
+_ANAPHORA = re.compile(
+    r"\b(it|its|it's|they|them|their|theirs|he|him|his|she|her|hers|these|those|this one|that one|"
+    r"the same|the former|the latter|the one|the other|the first|the second|the last|the next|"
+    r"the previous|each of them|both)\b",
+    re.IGNORECASE,
+)
+_BARE_DEMONSTRATIVE = re.compile(r"\b(this|that)\s*[?.!]?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to search for: the question as asked, plus the earlier turns it leans on."""
+
+    focus: str
+    context: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.focus} {self.context}".strip()
+
+    @property
+    def is_followup(self) -> bool:
+        return bool(self.context)
+
+
+def is_followup(question: str) -> bool:
+    """Does the question lean on an earlier turn (pronoun, ellipsis, 'and …', 'what about …')?"""
+    if _LEADS.match(question) or _ANAPHORA.search(question) or _BARE_DEMONSTRATIVE.search(question):
+        return True
+    return len(content_terms(question)) <= 1
+
+
+def resolve(question: str, history: Sequence[Turn], max_turns: int = 6) -> Query:
+    """The retrieval query for `question` after `history` (oldest first)."""
+    earlier = [t.content for t in history if t.role == "user" and t.content.strip()][-max_turns:]
+    if not earlier or not is_followup(question):
+        return Query(question)
+    # the previous question may itself have leaned on the one before it
+    previous = resolve(earlier[-1], [Turn("user", q) for q in earlier[:-1]], max_turns)
+    return Query(question, previous.text)

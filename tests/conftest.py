@@ -1,0 +1,87 @@
+"""Shared fixtures: the real packaged model, real Chroma, every data folder under tmp."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest.runtime import prepare_environment
+
+prepare_environment()
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "corpus"
+SEED = Path(__file__).resolve().parent / "data" / "rsp_seed.txt"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """No test reads or writes the developer's data/ folder or settings."""
+    for key in ("RAG_STORE", "RAG_CHROMA_HOST", "RAG_CHROMA_PORT", "RAG_COLLECTION"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("RAG_DATA", str(tmp_path / "rag-data"))
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from ingest.embed import shared_embedder
+
+    return shared_embedder()
+
+
+def ingest_into(store_dir: Path, paths, embedder, collection: str = "corpus", **store_kw):
+    from ingest.pipeline import run_ingest
+    from ingest.settings import IngestSettings, StoreSettings
+
+    store = StoreSettings(path=Path(store_dir), collection=collection, **store_kw)
+    settings = IngestSettings(store=store, corpus=tuple(Path(p) for p in paths), progress=False)
+    return settings, run_ingest(settings, embedder, log=lambda s: None)
+
+
+@pytest.fixture(scope="session")
+def corpus_store(tmp_path_factory, embedder):
+    """The real corpus ingested once into an embedded store; read-only for tests."""
+    store_dir = tmp_path_factory.mktemp("corpus-store")
+    settings, _ = ingest_into(store_dir, [CORPUS], embedder)
+    return settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A real `chroma run` on a free loopback port; stopped after the test."""
+    exe = Path(sys.executable).parent / "chroma"
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(exe), "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("chroma run did not start within 30 s")
+    yield ("127.0.0.1", port, proc)
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
