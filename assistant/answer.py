@@ -56,26 +56,40 @@ def unknown_share(query: Query, stats: TermStats) -> float:
     return sum(1 for t in terms if not stats.known(t)) / len(terms)
 
 
-def score_units(query: Query, qvec: np.ndarray, hits: list[Hit], index, candidates: int) -> list[Scored]:
-    """Every unit of the top passages, scored against the question."""
+def score_units(
+    query: Query, qvec: np.ndarray, hits: list[Hit], index, candidates: int, everywhere: bool = True
+) -> list[Scored]:
+    """Units scored against the question by meaning and words, plus a bonus for those in the
+    top fused passages; best first, the top few dozen. With everywhere=False only the units
+    of the top passages compete (plain retrieve-then-read)."""
+    n = len(index.units)
+    if n == 0:
+        return []
+    dense = index.unit_vecs @ qvec
     weights = _weighted_terms(query, index.stats)
     total = sum(weights.values()) or 1.0
-    out: list[Scored] = []
-    for rank, hit in enumerate(hits[:candidates]):
-        ids = index.units_by_chunk.get(hit.chunk.id, [])
-        if not ids:
-            continue
-        dense = index.unit_vecs[ids] @ qvec
-        prior = 1.0 / (1.0 + 0.25 * rank)
-        heading = hit.chunk.section[-1] if hit.chunk.section else ""
-        for j, i in enumerate(ids):
-            unit = index.units[i]
-            have = set(content_terms(heading + " " + unit.text + " " + unit.header))
-            lexical = sum(w for t, w in weights.items() if t in have) / total
-            score = W_DENSE * float(dense[j]) + W_LEX * lexical + W_RANK * prior
-            out.append(Scored(unit, score, float(dense[j]), lexical, rank))
-    out.sort(key=lambda s: -s.score)
-    return out
+    lexical = np.zeros(n, dtype=np.float32)
+    for term, w in weights.items():
+        ix = index.unit_postings.get(term)
+        if ix is not None:
+            lexical[ix] += w / total
+    prior = np.zeros(n, dtype=np.float32)
+    ranks = np.full(n, -1)
+    for rank, hit in enumerate(hits[: candidates * 2]):
+        ix = index.units_by_chunk.get(hit.chunk.id)
+        if ix:
+            prior[ix] = np.maximum(prior[ix], 1.0 / (1.0 + 0.25 * rank))
+            ranks[ix] = np.where(ranks[ix] < 0, rank, ranks[ix])
+    total_score = W_DENSE * dense + W_LEX * lexical + W_RANK * prior
+    if not everywhere:
+        total_score = np.where(ranks >= 0, total_score, -np.inf)
+        total_score[ranks >= candidates] = -np.inf
+    top = np.argsort(-total_score)[: max(candidates * 6, 30)]
+    return [
+        Scored(index.units[i], float(total_score[i]), float(dense[i]), float(lexical[i]), int(ranks[i]))
+        for i in top
+        if np.isfinite(total_score[i])
+    ]
 
 
 MAX_LIST_ITEMS = 6

@@ -80,9 +80,10 @@ class Assistant:
         qvec = extractive.query_vector(self.embedder, query)
         hits = self.retriever.search(query.text, qvec, mode)
         index = self.retriever.index()
-        scored = extractive.score_units(query, qvec, hits, index, self.settings.candidates)
-        if self.settings.rescore if rescore is None else rescore:
-            hits = _rerank(hits, scored, self.settings.candidates)
+        rescore = self.settings.rescore if rescore is None else rescore
+        scored = extractive.score_units(query, qvec, hits, index, self.settings.candidates, everywhere=rescore)
+        if rescore:
+            hits = _rerank(hits, scored, index.chunks)
         return hits, scored, index
 
     # -- answers ------------------------------------------------------------------------
@@ -160,13 +161,14 @@ def _turns(history) -> list[Turn]:
     return out
 
 
-def _rerank(hits: list[Hit], scored, candidates: int) -> list[Hit]:
-    """Order the top passages by their best sentence; the rest keep their fused order."""
+def _rerank(hits: list[Hit], scored, chunks: dict) -> list[Hit]:
+    """Passages ordered by their best sentence; passages with no scored sentence follow in fused order."""
     best: dict[str, float] = {}
     for s in scored:
         best[s.unit.chunk_id] = max(best.get(s.unit.chunk_id, -1.0), s.score)
-    head = sorted(hits[:candidates], key=lambda h: -best.get(h.chunk.id, -1.0))
-    return head + hits[candidates:]
+    by_id = {h.chunk.id: h for h in hits}
+    head = [by_id.get(cid) or Hit(chunks[cid], 0.0) for cid in sorted(best, key=lambda c: -best[c]) if cid in chunks]
+    return head + [h for h in hits if h.chunk.id not in best]
 
 
 def timed(fn, *args, **kwargs):

@@ -18,7 +18,7 @@ from ingest.store import Store
 
 from .records import Hit
 from .settings import Settings
-from .terms import TermStats
+from .terms import TermStats, content_terms
 
 _FRESHNESS_SECONDS = 1.0
 
@@ -51,6 +51,7 @@ class _Index:
     unit_vecs: np.ndarray
     units_by_chunk: dict[str, list[int]]
     stats: TermStats
+    unit_postings: dict[str, np.ndarray]  # term -> indices of the units that contain it
     documents: int
     ingested_at: str
 
@@ -128,6 +129,11 @@ class Retriever:
         vector_store = ChromaVectorStore(chroma_collection=store.chunks)
         index = VectorStoreIndex.from_vector_store(vector_store, embed_model=_embed_model(self.embedder))
         self._dense = index.as_retriever(similarity_top_k=self.settings.dense_k)
+        postings: dict[str, list[int]] = {}
+        for i, u in enumerate(units):
+            heading = u.section[-1] if u.section else ""
+            for term in set(content_terms(f"{heading} {u.text} {u.header}")):
+                postings.setdefault(term, []).append(i)
         return _Index(
             fingerprint=fp,
             chunks=chunks,
@@ -136,6 +142,7 @@ class Retriever:
             unit_vecs=vecs if vecs is not None and len(vecs) else np.zeros((0, 384), np.float32),
             units_by_chunk=by_chunk,
             stats=TermStats(c.embed_text() for c in chunks.values()),
+            unit_postings={t: np.asarray(ix, dtype=np.int64) for t, ix in postings.items()},
             documents=int(meta.get("documents", 0)),
             ingested_at=str(meta.get("ingested_at", "")),
         )

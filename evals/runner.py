@@ -1,0 +1,166 @@
+"""Run an eval set through the assistant, for each pipeline variant, and aggregate the scores."""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from assistant.core import Assistant
+from assistant.records import Turn
+from assistant.settings import Settings
+
+from .dataset import EvalSet
+from .metrics import Span, score
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    mode: str  # hybrid, dense, bm25
+    rescore: bool
+
+
+VARIANTS = (
+    Variant("bm25", "bm25", False),
+    Variant("dense", "dense", False),
+    Variant("hybrid", "hybrid", False),
+    Variant("full", "hybrid", True),
+)
+FULL = "full"
+
+
+def corpus_texts(assistant: Assistant) -> dict[str, str]:
+    sources = {c.source for c in assistant.retriever.index().chunks.values()}
+    return {s: assistant.source_text(s) for s in sources}
+
+
+def _ask(assistant: Assistant, variant: Variant, question: str, history: list[Turn]):
+    t = time.perf_counter()
+    answer = assistant.ask(question, history, mode=variant.mode)
+    return answer, time.perf_counter() - t
+
+
+def run_variant(es: EvalSet, assistant: Assistant, variant: Variant, texts: dict[str, str]) -> list[dict]:
+    rows = []
+    for item in es.items:
+        answer, latency = _ask(assistant, variant, item.question, [])
+        spans = [Span(h.chunk.source, h.chunk.start, h.chunk.end) for h in answer.hits]
+        rows.append(score(item, answer, spans, texts, latency) | {"confidence": answer.confidence})
+    for dlg in es.dialogues:
+        history: list[Turn] = []
+        for i, turn in enumerate(dlg.turns):
+            answer, latency = _ask(assistant, variant, turn.question, history)
+            spans = [Span(h.chunk.source, h.chunk.start, h.chunk.end) for h in answer.hits]
+            item = _TurnItem(f"{dlg.id}.{i + 1}", "dialogue" if i else "dialogue-first", turn)
+            rows.append(score(item, answer, spans, texts, latency) | {"confidence": answer.confidence})
+            history += [Turn("user", turn.question), Turn("assistant", answer.text)]
+    return rows
+
+
+@dataclass(frozen=True)
+class _TurnItem:
+    id: str
+    kind: str
+    turn: object
+
+    def __getattr__(self, name):
+        return getattr(self.turn, name)
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def aggregate(rows: list[dict]) -> dict:
+    ans = [r for r in rows if r["answerable"]]
+    una = [r for r in rows if not r["answerable"]]
+    cited = [r for r in rows if r["citations"]]
+    lat = sorted(r["latency"] for r in rows)
+    return {
+        "n": len(rows),
+        "accuracy": _mean(float(r["correct"]) for r in rows),
+        "f1": _mean(r["f1"] for r in rows),
+        "recall@1": _mean(r["recall@1"] for r in ans),
+        "recall@5": _mean(r["recall@5"] for r in ans),
+        "recall@10": _mean(r["recall@10"] for r in ans),
+        "mrr": _mean(r["rr"] for r in ans),
+        "citation_validity": _mean(float(r["citation_valid"]) for r in rows),
+        "citation_precision": _mean(r["supporting_citations"] / r["citations"] for r in cited if r["answerable"])
+        if any(r["answerable"] for r in cited)
+        else None,
+        "citation_recall": _mean(float(r["cites_gold"]) for r in ans),
+        "abstain_unanswerable": _mean(float(r["abstained"]) for r in una),
+        "false_abstain": _mean(float(r["abstained"]) for r in ans),
+        "latency_p50_ms": round(1000 * statistics.median(lat), 1) if lat else None,
+        "latency_p95_ms": round(1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1) if lat else None,
+    }
+
+
+def summarize(rows: list[dict]) -> dict:
+    kinds = sorted({r["kind"] for r in rows})
+    return {"overall": aggregate(rows), "by_kind": {k: aggregate([r for r in rows if r["kind"] == k]) for k in kinds}}
+
+
+def run(es: EvalSet, settings: Settings, variants=VARIANTS, embedder=None) -> dict:
+    t0 = time.perf_counter()
+    base = Assistant(settings, embedder)
+    base.warm_up()
+    texts = corpus_texts(base)
+    report = {"set": es.name, "items": len(es.items), "dialogues": len(es.dialogues), "variants": {}}
+    rows_by_variant = {}
+    for v in variants:
+        assistant = base if v.rescore == settings.rescore else Assistant(replace(settings, rescore=v.rescore), base.embedder)
+        rows = run_variant(es, assistant, v, texts)
+        rows_by_variant[v.name] = rows
+        report["variants"][v.name] = summarize(rows)
+    report["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    report["abstain_threshold"] = settings.abstain_threshold
+    report["rows"] = rows_by_variant.get(FULL) or next(iter(rows_by_variant.values()))
+    return report
+
+
+def best_threshold(confidences: list[tuple[float, bool]]) -> tuple[float, float]:
+    """The threshold that best separates answerable (True) from unanswerable items, and its accuracy."""
+    if not confidences:
+        return 0.0, 0.0
+    values = sorted({c for c, _ in confidences})
+    candidates = [0.0] + [(a + b) / 2 for a, b in zip(values, values[1:])] + [values[-1] + 1e-6]
+    best = (0.0, -1.0)
+    for t in candidates:
+        acc = sum((c >= t) == answerable for c, answerable in confidences) / len(confidences)
+        if acc > best[1] + 1e-9:
+            best = (t, acc)
+    return round(best[0], 4), round(best[1], 4)
+
+
+def calibrate(es: EvalSet, settings: Settings, embedder=None) -> dict:
+    """Choose the abstention threshold on the set's answerable vs unanswerable questions.
+
+    Reports a 2-fold cross-validated accuracy too, since the threshold is fitted on the set.
+    """
+    assistant = Assistant(replace(settings, abstain_threshold=-1.0), embedder)
+    conf = []
+    for item in es.items:
+        conf.append((assistant.ask(item.question).confidence, item.answerable))
+    for dlg in es.dialogues:
+        history: list[Turn] = []
+        for turn in dlg.turns:
+            answer = assistant.ask(turn.question, history)
+            conf.append((answer.confidence, bool(turn.evidence)))
+            history += [Turn("user", turn.question), Turn("assistant", answer.text)]
+    threshold, accuracy = best_threshold(conf)
+    folds = [conf[0::2], conf[1::2]]
+    cv = []
+    for i in (0, 1):
+        t, _ = best_threshold(folds[i])
+        other = folds[1 - i]
+        cv.append(sum((c >= t) == a for c, a in other) / max(len(other), 1))
+    return {
+        "abstain_threshold": threshold,
+        "fitted_accuracy": accuracy,
+        "cross_validated_accuracy": round(sum(cv) / 2, 4),
+        "questions": len(conf),
+        "set": es.name,
+    }
