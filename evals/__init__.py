@@ -1,0 +1,1 @@
+"""Evaluation sets, loader and runner for the retrieval-QA assistant."""

@@ -1,0 +1,279 @@
+"""Load and validate an evaluation set: single-turn items, multi-turn dialogues, gold evidence.
+
+A set lives in ROOT/evals/sets/NAME/ as ``set.json`` (name, corpus folder relative to ROOT,
+description), ``items.jsonl`` (one item a line) and ``dialogues.jsonl`` (one dialogue a line).
+Every evidence quote must be a verbatim substring of some .md/.txt file under the corpus
+folder; every accept phrase of an answerable item must occur (after ``normalize``) in its gold
+answer or one of its evidence quotes. Standard library only.
+"""
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+KINDS: tuple[str, ...] = (
+    "fact",
+    "table",
+    "multihop",
+    "paraphrase",
+    "numeric",
+    "comparison",
+    "unanswerable",
+)
+DIALOGUE_KIND = "dialogue"
+CORPUS_SUFFIXES = (".md", ".txt")
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class EvalSetError(ValueError):
+    """The evaluation set is missing, malformed, or disagrees with its corpus."""
+
+
+# --------------------------------------------------------------------------- matching
+
+_CHAR_MAP = str.maketrans(
+    {
+        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+        "\u00ab": '"', "\u00bb": '"',
+        "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-",
+        "\u2015": "-", "\u2212": "-",
+        "\u00a0": " ",
+    }
+)
+
+
+def normalize(text: str) -> str:
+    """NFKC, lowercase, plain quotes/dashes, punctuation to spaces, collapsed whitespace."""
+    text = unicodedata.normalize("NFKC", text or "").lower().translate(_CHAR_MAP)
+    out = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if cat.startswith("P") or cat.startswith("S"):
+            out.append(" ")
+        else:
+            out.append(ch)
+    return re.sub(r"\s+", " ", "".join(out)).strip()
+
+
+def matches_accept(answer: str, accept: Iterable[str]) -> bool:
+    """True when the normalized answer contains at least one normalized accept phrase."""
+    norm = normalize(answer)
+    for phrase in accept:
+        p = normalize(phrase)
+        if p and p in norm:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str
+    answer: str
+    accept: tuple[str, ...]
+    evidence: tuple[str, ...]
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.evidence)
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    kind: str
+    question: str
+    answer: str
+    accept: tuple[str, ...]
+    evidence: tuple[str, ...]
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.evidence)
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    id: str
+    turns: tuple[Turn, ...]
+
+    @property
+    def kind(self) -> str:
+        return DIALOGUE_KIND
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    corpus_dir: Path
+    items: tuple[Item, ...]
+    dialogues: tuple[Dialogue, ...]
+
+    def by_kind(self, kind: str) -> tuple[Item, ...]:
+        return tuple(i for i in self.items if i.kind == kind)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def available_sets(root: Path | None = None) -> list[str]:
+    base = Path(root or DEFAULT_ROOT) / "evals" / "sets"
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if (p / "set.json").is_file())
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    if not path.is_file():
+        raise EvalSetError(f"{path}: file missing")
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise EvalSetError(f"{path.name} line {lineno}: bad JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise EvalSetError(f"{path.name} line {lineno}: expected a JSON object")
+            rows.append((lineno, obj))
+    return rows
+
+
+def _str_tuple(value, where: str, field: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise EvalSetError(f"{where}: '{field}' must be a list of strings")
+    return tuple(value)
+
+
+def _text(obj: dict, field: str, where: str, required: bool = True) -> str:
+    value = obj.get(field, "")
+    if not isinstance(value, str):
+        raise EvalSetError(f"{where}: '{field}' must be a string")
+    if required and not value.strip():
+        raise EvalSetError(f"{where}: empty '{field}'")
+    return value
+
+
+def _load_corpus(corpus_dir: Path) -> list[str]:
+    if not corpus_dir.is_dir():
+        raise EvalSetError(f"corpus folder {corpus_dir} does not exist")
+    texts = [
+        p.read_text(encoding="utf-8")
+        for p in sorted(corpus_dir.rglob("*"))
+        if p.is_file() and p.suffix.lower() in CORPUS_SUFFIXES
+    ]
+    if not texts:
+        raise EvalSetError(f"corpus folder {corpus_dir} holds no .md/.txt files")
+    return texts
+
+
+def _check_qa(where: str, question: str, answer: str, accept, evidence, texts: list[str]) -> None:
+    if not question.strip():
+        raise EvalSetError(f"{where}: empty question")
+    for quote in evidence:
+        if not quote.strip() or not any(quote in t for t in texts):
+            raise EvalSetError(
+                f"{where}: evidence quote not found in the corpus: {quote[:60]!r} "
+                "— copy the quote verbatim from the corpus"
+            )
+    if evidence:
+        if not accept:
+            raise EvalSetError(f"{where}: answerable but has no accept phrase")
+        if not answer.strip():
+            raise EvalSetError(f"{where}: answerable but has an empty answer")
+        haystacks = [normalize(answer)] + [normalize(q) for q in evidence]
+        for phrase in accept:
+            p = normalize(phrase)
+            if not p:
+                raise EvalSetError(f"{where}: empty accept phrase")
+            if not any(p in h for h in haystacks):
+                raise EvalSetError(
+                    f"{where}: accept phrase {phrase!r} occurs in neither the answer nor the evidence"
+                )
+    elif accept:
+        raise EvalSetError(f"{where}: accept phrases given but no evidence (unanswerable turns take none)")
+
+
+def load_set(name: str = "rsp", root: Path | None = None) -> EvalSet:
+    """Load set NAME from ROOT/evals/sets/NAME/, validated against its corpus."""
+    root = Path(root) if root is not None else DEFAULT_ROOT
+    set_dir = root / "evals" / "sets" / name
+    meta_path = set_dir / "set.json"
+    if not meta_path.is_file():
+        avail = ", ".join(available_sets(root)) or "none"
+        raise EvalSetError(f"unknown eval set {name!r}; available sets: {avail}")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise EvalSetError(f"set.json line {exc.lineno}: bad JSON ({exc.msg})") from None
+    corpus_rel = meta.get("corpus")
+    if not isinstance(corpus_rel, str) or not corpus_rel:
+        raise EvalSetError(f"{meta_path}: 'corpus' must name a folder relative to the repo root")
+    corpus_dir = (root / corpus_rel).resolve()
+    texts = _load_corpus(corpus_dir)
+
+    seen: set[str] = set()
+
+    def claim(ident, where: str) -> str:
+        if not isinstance(ident, str) or not ident.strip():
+            raise EvalSetError(f"{where}: missing id")
+        if ident in seen:
+            raise EvalSetError(f"{where}: duplicate id {ident!r}")
+        seen.add(ident)
+        return ident
+
+    items: list[Item] = []
+    for lineno, obj in _read_jsonl(set_dir / "items.jsonl"):
+        ident = claim(obj.get("id"), f"items.jsonl line {lineno}")
+        where = f"item {ident} (items.jsonl line {lineno})"
+        kind = obj.get("kind")
+        if kind not in KINDS:
+            raise EvalSetError(f"{where}: unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
+        question = _text(obj, "question", where)
+        answer = _text(obj, "answer", where, required=False)
+        accept = _str_tuple(obj.get("accept"), where, "accept")
+        evidence = _str_tuple(obj.get("evidence"), where, "evidence")
+        if kind == "unanswerable" and evidence:
+            raise EvalSetError(f"{where}: unanswerable items take no evidence")
+        if kind != "unanswerable" and not evidence:
+            raise EvalSetError(f"{where}: kind {kind!r} needs at least one evidence quote")
+        _check_qa(where, question, answer, accept, evidence, texts)
+        items.append(Item(ident, kind, question, answer, accept, evidence))
+
+    dialogues: list[Dialogue] = []
+    for lineno, obj in _read_jsonl(set_dir / "dialogues.jsonl"):
+        ident = claim(obj.get("id"), f"dialogues.jsonl line {lineno}")
+        where = f"dialogue {ident} (dialogues.jsonl line {lineno})"
+        raw_turns = obj.get("turns")
+        if not isinstance(raw_turns, list) or not raw_turns:
+            raise EvalSetError(f"{where}: 'turns' must be a non-empty list")
+        turns = []
+        for n, t in enumerate(raw_turns, 1):
+            tw = f"{where} turn {n}"
+            if not isinstance(t, dict):
+                raise EvalSetError(f"{tw}: expected a JSON object")
+            question = _text(t, "question", tw)
+            answer = _text(t, "answer", tw, required=False)
+            accept = _str_tuple(t.get("accept"), tw, "accept")
+            evidence = _str_tuple(t.get("evidence"), tw, "evidence")
+            _check_qa(tw, question, answer, accept, evidence, texts)
+            turns.append(Turn(question, answer, accept, evidence))
+        dialogues.append(Dialogue(ident, tuple(turns)))
+
+    return EvalSet(
+        name=str(meta.get("name", name)),
+        corpus_dir=corpus_dir,
+        items=tuple(items),
+        dialogues=tuple(dialogues),
+    )

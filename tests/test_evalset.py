@@ -1,0 +1,222 @@
+"""The rsp eval set loads, is big enough, and its loader rejects broken sets."""
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from evals.dataset import (
+    KINDS,
+    Dialogue,
+    EvalSet,
+    EvalSetError,
+    Item,
+    Turn,
+    load_set,
+    matches_accept,
+    normalize,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+SET_DIR = REPO / "evals" / "sets" / "rsp"
+
+
+@pytest.fixture(scope="module")
+def real_set() -> EvalSet:
+    return load_set("rsp")
+
+
+def test_real_set_counts(real_set):
+    assert real_set.name == "rsp"
+    assert real_set.corpus_dir == (REPO / "corpus").resolve()
+    assert len(real_set.items) >= 100
+    assert len(real_set.dialogues) >= 12
+    counts = Counter(item.kind for item in real_set.items)
+    assert set(counts) == set(KINDS)
+    for kind in KINDS:
+        assert counts[kind] >= 8, (kind, counts[kind])
+    for dlg in real_set.dialogues:
+        assert isinstance(dlg, Dialogue)
+        assert 2 <= len(dlg.turns) <= 4, dlg.id
+        assert all(isinstance(t, Turn) for t in dlg.turns)
+        assert dlg.turns[0].answerable, dlg.id
+
+
+def test_real_set_item_shape(real_set):
+    ids = [i.id for i in real_set.items] + [d.id for d in real_set.dialogues]
+    assert len(ids) == len(set(ids))
+    unanswerable = [i for i in real_set.items if i.kind == "unanswerable"]
+    assert all(not i.answerable and not i.accept for i in unanswerable)
+    for item in real_set.items:
+        assert isinstance(item, Item)
+        assert isinstance(item.accept, tuple) and isinstance(item.evidence, tuple)
+        if item.kind != "unanswerable":
+            assert item.answerable and 1 <= len(item.accept) <= 4, item.id
+            assert 1 <= len(item.evidence) <= 3, item.id
+            # the gold answer itself is accepted
+            assert matches_accept(item.answer, item.accept) or any(
+                matches_accept(q, item.accept) for q in item.evidence
+            ), item.id
+    # at most three dialogues carry an unanswerable follow-up
+    assert sum(any(not t.answerable for t in d.turns) for d in real_set.dialogues) <= 3
+
+
+def test_records_are_frozen(real_set):
+    with pytest.raises(Exception):
+        real_set.items[0].question = "changed"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- broken copies
+
+
+@pytest.fixture
+def tmp_root(tmp_path) -> Path:
+    """A copy of the rsp set and the corpus under a fresh repo root."""
+    shutil.copytree(SET_DIR, tmp_path / "evals" / "sets" / "rsp")
+    shutil.copytree(REPO / "corpus", tmp_path / "corpus")
+    return tmp_path
+
+
+def _rewrite_items(root: Path, edit) -> None:
+    path = root / "evals" / "sets" / "rsp" / "items.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(edit(lines)) + "\n", encoding="utf-8")
+
+
+def test_copy_loads_unchanged(tmp_root):
+    copy = load_set(root=tmp_root)
+    assert len(copy.items) == len(load_set().items)
+    assert copy.corpus_dir == (tmp_root / "corpus").resolve()
+
+
+def test_altered_evidence_names_item(tmp_root):
+    target = {}
+
+    def edit(lines):
+        for n, line in enumerate(lines):
+            obj = json.loads(line)
+            if obj["evidence"]:
+                obj["evidence"][0] = obj["evidence"][0] + " (not in the corpus)"
+                target["id"] = obj["id"]
+                lines[n] = json.dumps(obj, ensure_ascii=False)
+                return lines
+        raise AssertionError("no answerable item")
+
+    _rewrite_items(tmp_root, edit)
+    with pytest.raises(EvalSetError) as err:
+        load_set(root=tmp_root)
+    msg = str(err.value)
+    assert target["id"] in msg
+    assert "verbatim" in msg
+    assert "\n" not in msg
+
+
+def test_altered_dialogue_evidence_names_dialogue(tmp_root):
+    path = tmp_root / "evals" / "sets" / "rsp" / "dialogues.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    obj = json.loads(lines[0])
+    obj["turns"][0]["evidence"][0] = obj["turns"][0]["evidence"][0] + " (not in the corpus)"
+    lines[0] = json.dumps(obj, ensure_ascii=False)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(EvalSetError, match=obj["id"]):
+        load_set(root=tmp_root)
+
+
+def test_duplicate_id_names_item(tmp_root):
+    dup = {}
+
+    def edit(lines):
+        dup["id"] = json.loads(lines[0])["id"]
+        return lines + [lines[0]]
+
+    _rewrite_items(tmp_root, edit)
+    with pytest.raises(EvalSetError) as err:
+        load_set(root=tmp_root)
+    assert dup["id"] in str(err.value)
+    assert "duplicate" in str(err.value)
+
+
+def test_malformed_json_line_names_file_and_line(tmp_root):
+    def edit(lines):
+        lines.insert(2, '{"id": "broken-01", "kind": "fact", "question": ')
+        return lines
+
+    _rewrite_items(tmp_root, edit)
+    with pytest.raises(EvalSetError) as err:
+        load_set(root=tmp_root)
+    msg = str(err.value)
+    assert "items.jsonl" in msg and "line 3" in msg
+
+
+def test_accept_typo_is_caught(tmp_root):
+    def edit(lines):
+        for n, line in enumerate(lines):
+            obj = json.loads(line)
+            if obj["accept"]:
+                obj["accept"] = ["Gryphn Scientifc"]
+                lines[n] = json.dumps(obj, ensure_ascii=False)
+                return lines
+        raise AssertionError("no answerable item")
+
+    _rewrite_items(tmp_root, edit)
+    with pytest.raises(EvalSetError, match="Gryphn Scientifc"):
+        load_set(root=tmp_root)
+
+
+def test_unknown_kind_rejected(tmp_root):
+    def edit(lines):
+        obj = json.loads(lines[0])
+        obj["kind"] = "trivia"
+        lines[0] = json.dumps(obj, ensure_ascii=False)
+        return lines
+
+    _rewrite_items(tmp_root, edit)
+    with pytest.raises(EvalSetError, match="unknown kind"):
+        load_set(root=tmp_root)
+
+
+def test_unanswerable_with_evidence_rejected(tmp_root):
+    def edit(lines):
+        for n, line in enumerate(lines):
+            obj = json.loads(line)
+            if obj["kind"] == "unanswerable":
+                obj["evidence"] = ["Initial release. ASL-1 to ASL-4 framework"]
+                lines[n] = json.dumps(obj, ensure_ascii=False)
+                return lines
+        raise AssertionError("no unanswerable item")
+
+    _rewrite_items(tmp_root, edit)
+    with pytest.raises(EvalSetError, match="unanswerable"):
+        load_set(root=tmp_root)
+
+
+def test_unknown_set_lists_available(tmp_root):
+    with pytest.raises(EvalSetError) as err:
+        load_set("nope", root=tmp_root)
+    assert "rsp" in str(err.value)
+    assert issubclass(EvalSetError, ValueError)
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def test_normalize():
+    assert normalize("“Don’t Worry About the Vase”") == "don t worry about the vase"
+    assert normalize("RSP v3 — released   24 February 2026.") == "rsp v3 released 24 february 2026"
+    assert normalize("3–6 months") == normalize("3-6 months") == "3 6 months"
+    assert normalize("ＡＳＬ－３") == "asl 3"  # NFKC folds full-width forms
+    assert normalize("") == ""
+
+
+def test_matches_accept():
+    assert matches_accept("It was released on 24 February 2026.", ["24 february 2026"])
+    assert matches_accept("Don't Worry About the Vase", ["Don’t Worry About the Vase"])
+    assert matches_accept("Risk Reports every 3-6 months", ["3–6 months"])
+    assert matches_accept("ML Alignment and Theory Scholars (ML Alignment & Theory Scholars)", ["ml alignment & theory scholars"])
+    assert matches_accept("GPT-5.4 was classed HIGH CYBER.", ["High cyber"])
+    assert not matches_accept("It was released in 2025.", ["24 February 2026"])
+    assert not matches_accept("anything", [])
+    assert not matches_accept("anything", ["", "  "])
