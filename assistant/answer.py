@@ -39,13 +39,15 @@ def query_vector(embedder, query: Query) -> np.ndarray:
     return vec
 
 
-def _weighted_terms(query: Query, stats: TermStats) -> dict[str, float]:
+def _weighted_terms(query: Query, stats: TermStats) -> tuple[dict[str, float], float]:
+    """Term weights, and the total a fully covered question reaches: the question's own words
+    (earlier turns only add evidence; an answer to a follow-up rarely repeats them all)."""
     weights: dict[str, float] = {}
     for term in content_terms(query.context):
         weights[term] = max(weights.get(term, 0.0), CONTEXT_WEIGHT * stats.idf(term))
-    for term in content_terms(query.focus):
-        weights[term] = max(weights.get(term, 0.0), stats.idf(term))
-    return weights
+    focus = {t: stats.idf(t) for t in content_terms(query.focus)}
+    weights.update(focus)
+    return weights, (sum(focus.values()) or sum(weights.values()) or 1.0)
 
 
 def unknown_share(query: Query, stats: TermStats) -> float:
@@ -66,13 +68,13 @@ def score_units(
     if n == 0:
         return []
     dense = index.unit_vecs @ qvec
-    weights = _weighted_terms(query, index.stats)
-    total = sum(weights.values()) or 1.0
+    weights, total = _weighted_terms(query, index.stats)
     lexical = np.zeros(n, dtype=np.float32)
     for term, w in weights.items():
         ix = index.unit_postings.get(term)
         if ix is not None:
             lexical[ix] += w / total
+    np.minimum(lexical, 1.0, out=lexical)
     prior = np.zeros(n, dtype=np.float32)
     ranks = np.full(n, -1)
     for rank, hit in enumerate(hits[: candidates * 2]):

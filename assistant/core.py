@@ -11,6 +11,7 @@ from typing import Iterator, Sequence
 from ingest.embed import Embedder, shared_embedder
 
 from . import answer as extractive
+from . import qtype
 from .conversation import Query, resolve
 from .errors import QuestionError
 from .records import Answer, Citation, Hit, Turn
@@ -96,11 +97,13 @@ class Assistant:
 
     def answer_extractive(self, query: Query, mode: str = "hybrid") -> Answer:
         hits, scored, index = self.retrieve(query, mode)
-        confidence = 0.0
         useful = extractive.answerable_units(scored)
-        if useful:
-            confidence = useful[0].score * (1.0 - 0.5 * extractive.unknown_share(query, index.stats))
-        if not useful or confidence < self.settings.abstain_threshold:
+        kind = qtype.expected_type(query.focus)
+        typed = [s for s in useful if qtype.satisfies(kind, s.unit.text)]
+        confidence = 0.0
+        if typed and not qtype.unknown_identifiers(query.focus, index.identifiers):
+            confidence = typed[0].score * (1.0 - 0.5 * extractive.unknown_share(query, index.stats))
+        if confidence < self.settings.abstain_threshold or not typed:
             return Answer(
                 text=NOT_IN_CORPUS,
                 abstained=True,
@@ -109,7 +112,7 @@ class Assistant:
                 hits=tuple(hits),
                 confidence=confidence,
             )
-        chosen = extractive.select(scored, index, self.settings.max_sentences)
+        chosen = extractive.select(typed, index, self.settings.max_sentences)
         text, citations = extractive.compose(chosen, query, index)
         return Answer(text, False, citations, (), query.text, tuple(hits), confidence=confidence)
 

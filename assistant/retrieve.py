@@ -18,6 +18,7 @@ from ingest.store import Store
 
 from .records import Hit
 from .settings import Settings
+from .qtype import corpus_identifiers
 from .terms import TermStats, content_terms
 
 _FRESHNESS_SECONDS = 1.0
@@ -52,6 +53,7 @@ class _Index:
     units_by_chunk: dict[str, list[int]]
     stats: TermStats
     unit_postings: dict[str, np.ndarray]  # term -> indices of the units that contain it
+    identifiers: set[str]  # names with numbers the corpus mentions (ASL-3, v2.1, ...)
     documents: int
     ingested_at: str
 
@@ -143,6 +145,7 @@ class Retriever:
             units_by_chunk=by_chunk,
             stats=TermStats(c.embed_text() for c in chunks.values()),
             unit_postings={t: np.asarray(ix, dtype=np.int64) for t, ix in postings.items()},
+            identifiers=corpus_identifiers(c.embed_text() for c in chunks.values()),
             documents=int(meta.get("documents", 0)),
             ingested_at=str(meta.get("ingested_at", "")),
         )

@@ -121,15 +121,25 @@ def run(es: EvalSet, settings: Settings, variants=VARIANTS, embedder=None) -> di
     return report
 
 
+def balanced_accuracy(confidences: list[tuple[float, bool]], t: float) -> float:
+    """Mean of the answered share of answerable items and the abstained share of unanswerable ones
+    (the set has far more answerable items; plain accuracy would favour never abstaining)."""
+    pos = [c for c, a in confidences if a]
+    neg = [c for c, a in confidences if not a]
+    tpr = sum(c >= t for c in pos) / len(pos) if pos else 1.0
+    tnr = sum(c < t for c in neg) / len(neg) if neg else 1.0
+    return (tpr + tnr) / 2
+
+
 def best_threshold(confidences: list[tuple[float, bool]]) -> tuple[float, float]:
-    """The threshold that best separates answerable (True) from unanswerable items, and its accuracy."""
+    """The threshold that best separates answerable (True) from unanswerable items, and its balanced accuracy."""
     if not confidences:
         return 0.0, 0.0
     values = sorted({c for c, _ in confidences})
     candidates = [0.0] + [(a + b) / 2 for a, b in zip(values, values[1:])] + [values[-1] + 1e-6]
     best = (0.0, -1.0)
     for t in candidates:
-        acc = sum((c >= t) == answerable for c, answerable in confidences) / len(confidences)
+        acc = balanced_accuracy(confidences, t)
         if acc > best[1] + 1e-9:
             best = (t, acc)
     return round(best[0], 4), round(best[1], 4)
@@ -156,11 +166,11 @@ def calibrate(es: EvalSet, settings: Settings, embedder=None) -> dict:
     for i in (0, 1):
         t, _ = best_threshold(folds[i])
         other = folds[1 - i]
-        cv.append(sum((c >= t) == a for c, a in other) / max(len(other), 1))
+        cv.append(balanced_accuracy(other, t))
     return {
         "abstain_threshold": threshold,
-        "fitted_accuracy": accuracy,
-        "cross_validated_accuracy": round(sum(cv) / 2, 4),
+        "fitted_balanced_accuracy": accuracy,
+        "cross_validated_balanced_accuracy": round(sum(cv) / 2, 4),
         "questions": len(conf),
         "set": es.name,
     }

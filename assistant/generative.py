@@ -1,0 +1,429 @@
+"""Optional generative answerer: an OpenAI-compatible server (vLLM, Ollama, llama.cpp) writes the
+answer from the retrieved passages, and every sentence is checked against what it cites.
+
+llama-index's OpenAILike is the client; its types stay inside this module. Whatever the model
+writes, the caller gets an Answer whose [n] markers all point at listed citations, whose
+citations are all used, and whose quotes are exact source spans. When the server is down, too
+slow, replies with something unusable, or nothing it wrote survives verification, the caller
+gets the extractive answer with a one-line notice saying why.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
+from typing import Iterator, Sequence
+
+from ingest.records import Chunk, Unit
+
+from . import answer as extractive
+from . import verify
+from .conversation import Query, resolve
+from .core import NOT_IN_CORPUS, StreamEvent, clean_question
+from .records import Answer, Citation, Turn
+from .settings import Settings
+from .terms import content_terms
+
+PROMPT_PACKAGE = "assistant"
+PROMPT_DIR = "prompts"
+MAX_PASSAGES = 8  # numbered passages offered to the model, at most
+SAFETY_SHARE = 0.10  # of the context window kept free: our tokenizer only approximates the model's
+MIN_SAFETY_TOKENS = 64
+CHAT_TEMPLATE_TOKENS = 32  # role tags and the like the server adds around the prompt
+PASSAGE_FRAME_TOKENS = 8  # "[n] (label)" line and blank lines around a passage
+MIN_PASSAGE_ROOM = 64  # below this the conversation is shortened to make room for passages
+TURN_CHARS = 600  # an earlier turn is cut to this many characters in the prompt
+CONDENSE_MAX_TOKENS = 64
+CONDENSE_MAX_CHARS = 400
+TEMPERATURE = 0.0
+
+# "The passages do not say.", "This is not mentioned in the passages", "I cannot answer ..."
+REFUSAL = re.compile(
+    r"\b(?:passages?|documents?|corpus|context|texts?|sources?|it)\s+(?:do|does|did)\s*(?:n['’]t|not)\s+"
+    r"(?:say|mention|answer|contain|state|address|cover|specify|include|provide|discuss|tell|describe)\b"
+    r"|\bdoes\s+not\s+say\b"
+    r"|\bnot\s+(?:in|covered\s+(?:by|in)|mentioned\s+in|found\s+in|stated\s+in|given\s+in|addressed\s+in)\s+"
+    r"(?:the\s+)?(?:passages?|documents?|corpus|context|texts?|sources?)\b"
+    r"|\b(?:no|not\s+enough)\s+information\b"
+    r"|\b(?:cannot|can['’]t|unable\s+to)\s+(?:answer|determine|find|tell)\b"
+    r"|\bI\s+(?:do\s+not|don['’]t)\s+know\b",
+    re.IGNORECASE,
+)
+
+
+# -- prompts --------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _jinja():
+    import jinja2
+
+    return jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+
+
+@lru_cache(maxsize=8)
+def _template(name: str):
+    text = resources.files(PROMPT_PACKAGE).joinpath(PROMPT_DIR, name).read_text(encoding="utf-8")
+    return _jinja().from_string(text)
+
+
+def render_prompt(name: str, **values) -> str:
+    """The prompt template prompts/<name> rendered with values; a missing variable raises
+    jinja2.UndefinedError."""
+    return _template(name).render(**values).strip()
+
+
+# -- errors ---------------------------------------------------------------------------------
+class ModelError(Exception):
+    """The model could not be used; notice is the one line shown to the user."""
+
+    def __init__(self, notice: str, transport: bool = False) -> None:
+        super().__init__(notice)
+        self.notice = notice
+        self.transport = transport  # the server did not answer at all (down or too slow)
+
+
+def _error(err: BaseException) -> ModelError:
+    if isinstance(err, ModelError):
+        return err
+    kind, transport = type(err).__name__, False
+    try:
+        import openai
+
+        if isinstance(err, openai.APITimeoutError):
+            kind, transport = "Timeout", True
+        elif isinstance(err, openai.APIConnectionError):
+            kind, transport = "ConnectionError", True
+        elif isinstance(err, openai.APIStatusError):
+            kind = f"HTTP {err.status_code}"
+    except ImportError:  # pragma: no cover - openai comes with llama-index-llms-openai-like
+        pass
+    if isinstance(err, TimeoutError):
+        kind, transport = "Timeout", True
+    elif isinstance(err, ConnectionError):
+        kind, transport = "ConnectionError", True
+    if transport:
+        return ModelError(f"The model server did not answer ({kind}); showing the extractive answer.", True)
+    return ModelError(f"The model server sent an unusable reply ({kind}); showing the extractive answer.")
+
+
+def _timeout_error(seconds: float) -> ModelError:
+    return ModelError(
+        f"The model server did not answer (Timeout after {seconds:g} s); showing the extractive answer.", True
+    )
+
+
+NOT_CONFIGURED = (
+    "No model server is configured (set RAG_OPENAI_BASE_URL and RAG_OPENAI_MODEL); showing the extractive answer."
+)
+NOT_INSTALLED = (
+    "The generative backend needs llama-index-llms-openai-like (pip install -e '.[generative]'); "
+    "showing the extractive answer."
+)
+NOTHING_SUPPORTED = (
+    "The model's answer had no sentence its cited passages support; showing the extractive answer."
+)
+
+
+# -- what the model is shown ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Passage:
+    n: int
+    chunk: Chunk
+    label: str
+    text: str  # what the model sees under the label
+    units: tuple[Unit, ...]  # the chunk's quotable sentences, in order
+    rows: tuple[int, ...]  # their rows in index.units / index.unit_vecs
+
+    def as_template(self) -> dict:
+        return {"n": self.n, "label": self.label, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    query: Query
+    hits: list
+    scored: list
+    index: object
+    passages: tuple[Passage, ...]
+    prompt: str
+
+
+def _conversation(history: Sequence[Turn], max_turns: int) -> list[dict]:
+    turns = [t for t in history if t.role in ("user", "assistant") and t.content.strip()]
+    out = []
+    for t in turns[-2 * max_turns :] if max_turns > 0 else []:
+        text = verify.strip_markers(t.content)  # old [n] point at passages the model no longer sees
+        if len(text) > TURN_CHARS:
+            text = text[: TURN_CHARS - 1].rstrip() + "…"
+        out.append({"role": "User" if t.role == "user" else "Assistant", "content": text})
+    return out
+
+
+def _passage(n: int, chunk: Chunk, index) -> Passage:
+    rows = tuple(index.units_by_chunk.get(chunk.id, ()))
+    label = chunk.section_label or chunk.source
+    if chunk.section and chunk.source:
+        label = f"{chunk.source}: {chunk.section_label}"
+    text = f"{chunk.header}\n{chunk.text}" if chunk.header else chunk.text
+    return Passage(n, chunk, label, text.strip(), tuple(index.units[i] for i in rows), rows)
+
+
+# -- the backend ------------------------------------------------------------------------------
+class GenerativeBackend:
+    """Answers through an OpenAI-compatible chat server; thread-safe like the Assistant."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._llms: dict[int, object] = {}
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.settings.openai_base_url and self.settings.openai_model)
+
+    # -- the client (llama-index stays in here) -------------------------------------------
+    def _llm(self, max_tokens: int):
+        with self._lock:
+            llm = self._llms.get(max_tokens)
+            if llm is None:
+                try:
+                    from llama_index.llms.openai_like import OpenAILike
+                except ImportError:
+                    raise ModelError(NOT_INSTALLED) from None
+                s = self.settings
+                llm = OpenAILike(
+                    model=s.openai_model,
+                    api_base=s.openai_base_url,
+                    api_key=s.openai_api_key or "none",
+                    is_chat_model=True,
+                    is_function_calling_model=False,
+                    context_window=s.openai_context_window,
+                    max_tokens=max_tokens,
+                    timeout=s.openai_timeout,
+                    max_retries=0,
+                    temperature=TEMPERATURE,
+                )
+                self._llms[max_tokens] = llm
+            return llm
+
+    @staticmethod
+    def _messages(prompt: str):
+        from llama_index.core.llms import ChatMessage
+
+        return [ChatMessage(role="user", content=prompt)]
+
+    def _chat(self, prompt: str, max_tokens: int) -> str:
+        """The model's reply to prompt; ModelError on any failure."""
+        llm = self._llm(max_tokens)
+        try:
+            response = llm.chat(self._messages(prompt))
+            text = response.message.content
+        except Exception as err:  # noqa: BLE001 - every failure of the server becomes a notice
+            raise _error(err) from None
+        if not isinstance(text, str) or not text.strip():
+            raise ModelError("The model server sent an empty reply; showing the extractive answer.")
+        return text.strip()
+
+    def _deltas(self, prompt: str) -> Iterator[str]:
+        """The model's reply as it arrives; ModelError on any failure or past the timeout."""
+        llm = self._llm(self.settings.openai_max_tokens)
+        deadline = time.monotonic() + self.settings.openai_timeout
+        try:
+            gen = llm.stream_chat(self._messages(prompt))
+            for chunk in gen:
+                if time.monotonic() > deadline:
+                    close = getattr(gen, "close", None)
+                    if close:
+                        close()
+                    raise _timeout_error(self.settings.openai_timeout)
+                if chunk.delta:
+                    yield chunk.delta
+        except ModelError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise _error(err) from None
+
+    # -- steps ------------------------------------------------------------------------------
+    def condense(self, question: str, query: Query, history: Sequence[Turn]) -> Query:
+        """A standalone retrieval query written by the model from the conversation; the
+        given query when there is no conversation or the model's rewrite is unusable.
+        Raises ModelError only when the server did not answer at all."""
+        if not any(t.role == "user" and t.content.strip() for t in history):
+            return query
+        conversation = _conversation(history, self.settings.history_turns)
+        try:
+            raw = self._chat(
+                render_prompt("condense.txt", conversation=conversation, question=question), CONDENSE_MAX_TOKENS
+            )
+        except ModelError as err:
+            if err.transport:
+                raise
+            return query
+        standalone = _clean_condensed(raw)
+        if not standalone or len(standalone) > CONDENSE_MAX_CHARS:
+            return query
+        terms = set(content_terms(standalone))
+        known = set(content_terms(question + " " + " ".join(t["content"] for t in conversation)))
+        if not terms or not terms & known:  # off topic: a rewrite must keep something of the conversation
+            return query
+        return Query(standalone)
+
+    def prepare(self, assistant, question: str, query: Query, history: Sequence[Turn]) -> Prepared:
+        """Retrieve, then the prompt with as many passages as fit the token budget."""
+        s = self.settings
+        hits, scored, index = assistant.retrieve(query)
+        count = assistant.embedder.count_tokens
+        conversation = _conversation(history, s.history_turns)
+        safety = max(MIN_SAFETY_TOKENS, int(SAFETY_SHARE * s.openai_context_window))
+
+        def room(conv) -> int:
+            frame = render_prompt(
+                "answer.txt", passages=[], conversation=conv, question=question, max_sentences=s.max_sentences
+            )
+            return s.openai_context_window - s.openai_max_tokens - safety - CHAT_TEMPLATE_TOKENS - count(frame)
+
+        budget = room(conversation)
+        while budget < MIN_PASSAGE_ROOM and conversation:
+            conversation = conversation[1:]  # oldest turns go first
+            budget = room(conversation)
+        passages: list[Passage] = []
+        for hit in hits:
+            if len(passages) >= MAX_PASSAGES:
+                break
+            p = _passage(len(passages) + 1, hit.chunk, index)
+            cost = count(f"{p.label}\n{p.text}") + PASSAGE_FRAME_TOKENS
+            if cost > budget:
+                break  # passages go in rank order: skipping one would reorder them
+            budget -= cost
+            passages.append(p)
+        if hits and not passages:
+            raise ModelError(
+                f"The question leaves no room for passages in the model's context window "
+                f"({s.openai_context_window} tokens); showing the extractive answer."
+            )
+        prompt = render_prompt(
+            "answer.txt",
+            passages=[p.as_template() for p in passages],
+            conversation=conversation,
+            question=question,
+            max_sentences=s.max_sentences,
+        )
+        return Prepared(query, hits, scored, index, tuple(passages), prompt)
+
+    def finish(self, assistant, prep: Prepared, raw: str) -> Answer:
+        """The verified Answer for the model's raw reply (or the extractive fallback)."""
+        index = prep.index
+        sources = [
+            verify.Source(
+                p.text,  # not the label: a claim must come from the passage, not its heading
+                tuple(u.text for u in p.units),
+                index.unit_vecs[list(p.rows)] if p.rows else None,
+            )
+            for p in prep.passages
+        ]
+        result = verify.verify(raw, sources, encode=lambda texts: assistant.embedder.encode(list(texts)))
+        kept = result.kept
+        refused = any(REFUSAL.search(c.body) for c in result.sentences if not c.kept)
+        if not result.sentences and REFUSAL.search(raw):
+            refused = True
+        if not kept:
+            if refused or not prep.passages:
+                return Answer(
+                    text=NOT_IN_CORPUS,
+                    abstained=True,
+                    related=assistant._related(prep.scored),  # noqa: SLF001 - same package
+                    query=prep.query.text,
+                    hits=tuple(prep.hits),
+                    backend="openai",
+                    notice="The model found no answer in the passages." if refused else "",
+                )
+            return self._fallback(assistant, prep.query, NOTHING_SUPPORTED)
+        citations = tuple(
+            _citation(new, prep.passages[old - 1], result.best.get(old, -1), index)
+            for new, old in enumerate(result.order, 1)
+        )
+        notes = []
+        if result.removed:
+            k = result.removed
+            notes.append(f"Removed {k} sentence{'s' if k > 1 else ''} the cited passages do not support.")
+        if refused:
+            notes.append("The model said the passages answer only part of the question.")
+        support = [min(c.lexical, c.dense if c.dense is not None else c.lexical) for c in kept]
+        return Answer(
+            text=result.text,
+            abstained=False,
+            citations=citations,
+            query=prep.query.text,
+            hits=tuple(prep.hits),
+            backend="openai",
+            notice=" ".join(notes),
+            confidence=sum(support) / len(support),
+        )
+
+    def _fallback(self, assistant, query: Query, notice: str) -> Answer:
+        return replace(assistant.answer_extractive(query), backend="extractive", notice=notice)
+
+    # -- what core.Assistant calls ------------------------------------------------------------
+    def answer(self, assistant, question: str, query: Query, history: Sequence[Turn]) -> Answer:
+        if not self.configured:
+            return self._fallback(assistant, query, NOT_CONFIGURED)
+        try:
+            used = self.condense(question, query, history)
+            prep = self.prepare(assistant, question, used, history)
+            raw = self._chat(prep.prompt, self.settings.openai_max_tokens)
+        except ModelError as err:
+            return self._fallback(assistant, query, err.notice)
+        return self.finish(assistant, prep, raw)
+
+    def stream(self, assistant, question: str, history: Sequence[Turn]) -> Iterator[StreamEvent]:
+        s = self.settings
+        question = clean_question(question, s.max_question_chars)
+        history = list(history)
+        query = resolve(question, history, s.history_turns)
+        if not self.configured:
+            final = self._fallback(assistant, query, NOT_CONFIGURED)
+            yield StreamEvent(final.text, True, final)
+            return
+        text = ""
+        try:
+            used = self.condense(question, query, history)
+            prep = self.prepare(assistant, question, used, history)
+            for delta in self._deltas(prep.prompt):
+                text += delta
+                yield StreamEvent(text)
+            if not text.strip():
+                raise ModelError("The model server sent an empty reply; showing the extractive answer.")
+        except ModelError as err:
+            final = self._fallback(assistant, query, err.notice)
+        else:
+            final = self.finish(assistant, prep, text)
+        yield StreamEvent(final.text, True, final)
+
+
+def _clean_condensed(raw: str) -> str:
+    lines = [ln.strip() for ln in raw.strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    line = re.sub(r"^(?:standalone\s+question|question|rewritten\s+question)\s*:\s*", "", lines[0], flags=re.I)
+    line = line.strip().strip("\"'“”").strip()
+    return " ".join(line.split())
+
+
+def _citation(n: int, passage: Passage, best: int, index) -> Citation:
+    """Citation n for a passage: its best-matching sentence (a list lead-in with its items),
+    or the whole passage when it has no sentences."""
+    if passage.units:
+        unit = passage.units[best] if 0 <= best < len(passage.units) else passage.units[0]
+        if extractive._label_only(unit):  # noqa: SLF001 - 'Evaluation methods:' says nothing alone
+            unit, _ = extractive.with_list(unit, index)
+        return extractive.citation_for(n, unit)
+    c = passage.chunk
+    return Citation(n, c.id, c.source, c.section_label, c.start, c.end, c.text, c.header)

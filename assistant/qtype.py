@@ -1,0 +1,79 @@
+"""What kind of answer a question expects, and the specific names it asks about.
+
+Two checks no score threshold can make: a question about a number, a date or an amount is
+only answered by a passage that holds one; and a question naming an identifier the corpus
+never mentions ("ASL-5", "v2.6", "Haiku 5") is not answered by a passage about its neighbour.
+"""
+from __future__ import annotations
+
+import re
+
+_MONTHS = r"(january|february|march|april|may|june|july|august|september|october|november|december)"
+_NUMBER_WORDS = r"(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|hundred|thousand|million|billion)"
+_BARE_NUMBER = r"(?<![\w.\-])\d[\d,]*(\.\d+)?(?![\w\-]|\.\w)"
+
+PATTERNS = {
+    "date": re.compile(rf"\b{_MONTHS}\b|\b(19|20)\d\d\b|\bq[1-4]\b|\bquarter\b", re.IGNORECASE),
+    "number": re.compile(rf"{_BARE_NUMBER}|\b{_NUMBER_WORDS}\b", re.IGNORECASE),
+    "percent": re.compile(r"%|\bper ?cent\b", re.IGNORECASE),
+    "money": re.compile(r"[$€£¥]\s?\d|\b\d[\d,.]*\s?(million|billion|thousand)?\s?(dollars|usd|eur|euros|pounds)\b", re.IGNORECASE),
+}
+
+_ASKS = [
+    ("percent", re.compile(r"\b(what|which) (percentage|percent|share|proportion)\b|\bhow many percent\b", re.I)),
+    ("money", re.compile(r"\bhow much (money|did|does|has|have|was|is|will)\b.*\b(cost|spend|spent|pay|paid|worth|budget|fund|invest)|\b(dollar|monetary) (value|amount)\b|\bhow much .*\b(worth|cost)\b", re.I)),
+    ("number", re.compile(r"\bhow (many|much|long|often)\b|\bwhat (score|number|count|amount)\b", re.I)),
+    ("date", re.compile(r"^\s*(when|in what year|what year|which year|since when|by when)\b|\bwhat (date|year|month|day)\b|\bon what date\b", re.I)),
+]
+
+_IDENTIFIER = re.compile(r"\b[A-Za-z]+[-‐–]?\d+(?:\.\d+)*\b|\b\d+\.\d+\b|\b[A-Z][a-z]+ \d+(?:\.\d+)*\b")
+
+
+def expected_type(question: str) -> str | None:
+    for kind, pattern in _ASKS:
+        if pattern.search(question):
+            return kind
+    return None
+
+
+def satisfies(kind: str | None, text: str) -> bool:
+    if kind is None:
+        return True
+    if kind == "money":  # an amount of money is a number with a currency or a scale word
+        return bool(PATTERNS["money"].search(text))
+    if kind == "number":
+        return bool(PATTERNS["number"].search(text) or PATTERNS["percent"].search(text))
+    return bool(PATTERNS[kind].search(text))
+
+
+_LEADING_WORD = re.compile(r"^([a-z]+)-(?=\d)")
+_PLAIN_WORDS = {"in", "on", "at", "by", "since", "from", "to", "of", "for", "and", "or", "the", "until", "after",
+                "before", "during", "around", "about", "version", "ver", "level", "tier", "section", "item", "page"}
+
+
+def _canon(identifier: str) -> str:
+    ident = re.sub(r"[\s‐–-]+", "-", identifier.lower())
+    m = _LEADING_WORD.match(ident)
+    if m and m.group(1) in _PLAIN_WORDS:  # 'In 2025', 'version 2.6': the number is the identifier
+        ident = ident[m.end():]
+    return ident
+
+
+def identifiers(text: str) -> set[str]:
+    """Specific names with numbers in them: ASL-3, v2.1, SB 53, 4.5, Haiku 4.5."""
+    return {_canon(m.group(0)) for m in _IDENTIFIER.finditer(text)}
+
+
+def corpus_identifiers(texts) -> set[str]:
+    """Identifiers of a corpus, with their bare numbers too ('v2.1' also gives '2.1')."""
+    out: set[str] = set()
+    for text in texts:
+        for ident in identifiers(text):
+            out.add(ident)
+            out.add(re.sub(r"^[a-z]+-?", "", ident))
+    return out
+
+
+def unknown_identifiers(question: str, known: set[str]) -> set[str]:
+    """Identifiers the question names that the corpus never does."""
+    return {i for i in identifiers(question) if i not in known and not i.isdigit()}
