@@ -9,7 +9,7 @@ export ANONYMIZED_TELEMETRY := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test install browser ingest eval calibrate bench load serve clean
+.PHONY: run test test-generative install browser ingest eval calibrate bench load screenshot serve clean
 
 run: ingest ## install, ingest corpus/, serve the chat on http://127.0.0.1:7860
 	$(PY) -m ui
@@ -20,13 +20,18 @@ serve: install ## serve the chat without re-ingesting
 test: install browser ## install, then the whole test suite (with the eval gate)
 	$(PY) -m pytest -q
 
+test-generative: install ## generative backend vs a real llama.cpp server (the first run compiles llama-cpp-python, 10-20 min)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,generative]'
+	PYTHON=$(PY) bash scripts/llm-server.sh install
+	$(PY) -m pytest -q -m generative tests/test_generative.py
+
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found — install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,generative]'
 	touch $(STAMP)
 
 browser: ## Debian's chromium for the browser tests
@@ -43,6 +48,9 @@ calibrate: ingest ## recompute the abstention threshold from the eval set
 
 bench: install ## benchmarks: print a table and write bench/results.json
 	$(PY) -m bench
+
+screenshot: ingest browser ## regenerate docs/screenshot.png for the README
+	$(PY) scripts/screenshot.py
 
 clean:
 	rm -rf data

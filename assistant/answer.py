@@ -12,11 +12,13 @@ import numpy as np
 
 from ingest.records import Unit, split_row
 
+from . import qtype
 from .conversation import Query
 from .records import Citation, Hit
 from .terms import TermStats, content_terms
 
 W_DENSE, W_LEX, W_RANK = 0.55, 0.35, 0.10
+W_IDENTIFIER = 0.25  # a sentence naming the exact 'v2.2' or 'ASL-4' the question names
 CONTEXT_WEIGHT = 0.5  # earlier turns count half as much as the question asked
 MARGIN = 0.06  # further sentences must score within this of the best one
 REDUNDANT = 0.9
@@ -29,6 +31,12 @@ class Scored:
     dense: float
     lexical: float
     rank: int
+    named: float = 0.0  # share of the question's identifiers this unit names
+
+    @property
+    def evidence(self) -> float:
+        """The score without the identifier bonus: how well the unit answers, not what it names."""
+        return self.score - W_IDENTIFIER * self.named
 
 
 def query_vector(embedder, query: Query) -> np.ndarray:
@@ -75,6 +83,12 @@ def score_units(
         if ix is not None:
             lexical[ix] += w / total
     np.minimum(lexical, 1.0, out=lexical)
+    named = np.zeros(n, dtype=np.float32)
+    asked = [i for i in qtype.identifiers(query.focus) if i in index.identifier_postings]
+    for ident in asked:
+        ix = index.identifier_postings[ident]
+        # 'v2.2' named in one row is a sharp signal; 'v3', named everywhere, is not
+        named[ix] += min(1.0, 3.0 / len(ix)) / len(asked)
     prior = np.zeros(n, dtype=np.float32)
     ranks = np.full(n, -1)
     for rank, hit in enumerate(hits[: candidates * 2]):
@@ -82,13 +96,13 @@ def score_units(
         if ix:
             prior[ix] = np.maximum(prior[ix], 1.0 / (1.0 + 0.25 * rank))
             ranks[ix] = np.where(ranks[ix] < 0, rank, ranks[ix])
-    total_score = W_DENSE * dense + W_LEX * lexical + W_RANK * prior
+    total_score = W_DENSE * dense + W_LEX * lexical + W_RANK * prior + W_IDENTIFIER * named
     if not everywhere:
         total_score = np.where(ranks >= 0, total_score, -np.inf)
         total_score[ranks >= candidates] = -np.inf
     top = np.argsort(-total_score)[: max(candidates * 6, 30)]
     return [
-        Scored(index.units[i], float(total_score[i]), float(dense[i]), float(lexical[i]), int(ranks[i]))
+        Scored(index.units[i], float(total_score[i]), float(dense[i]), float(lexical[i]), int(ranks[i]), float(named[i]))
         for i in top
         if np.isfinite(total_score[i])
     ]

@@ -102,7 +102,7 @@ class Assistant:
         typed = [s for s in useful if qtype.satisfies(kind, s.unit.text)]
         confidence = 0.0
         if typed and not qtype.unknown_identifiers(query.focus, index.identifiers):
-            confidence = typed[0].score * (1.0 - 0.5 * extractive.unknown_share(query, index.stats))
+            confidence = max(s.evidence for s in typed[:5]) * (1.0 - 0.5 * extractive.unknown_share(query, index.stats))
         if confidence < self.settings.abstain_threshold or not typed:
             return Answer(
                 text=NOT_IN_CORPUS,

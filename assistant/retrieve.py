@@ -54,6 +54,7 @@ class _Index:
     stats: TermStats
     unit_postings: dict[str, np.ndarray]  # term -> indices of the units that contain it
     identifiers: set[str]  # names with numbers the corpus mentions (ASL-3, v2.1, ...)
+    identifier_postings: dict[str, np.ndarray]  # identifier -> indices of the units that name it
     documents: int
     ingested_at: str
 
@@ -132,10 +133,13 @@ class Retriever:
         index = VectorStoreIndex.from_vector_store(vector_store, embed_model=_embed_model(self.embedder))
         self._dense = index.as_retriever(similarity_top_k=self.settings.dense_k)
         postings: dict[str, list[int]] = {}
+        id_postings: dict[str, list[int]] = {}
         for i, u in enumerate(units):
             heading = u.section[-1] if u.section else ""
             for term in set(content_terms(f"{heading} {u.text} {u.header}")):
                 postings.setdefault(term, []).append(i)
+            for ident in corpus_identifiers([f"{heading} {u.text}"]):
+                id_postings.setdefault(ident, []).append(i)
         return _Index(
             fingerprint=fp,
             chunks=chunks,
@@ -146,6 +150,7 @@ class Retriever:
             stats=TermStats(c.embed_text() for c in chunks.values()),
             unit_postings={t: np.asarray(ix, dtype=np.int64) for t, ix in postings.items()},
             identifiers=corpus_identifiers(c.embed_text() for c in chunks.values()),
+            identifier_postings={t: np.asarray(ix, dtype=np.int64) for t, ix in id_postings.items()},
             documents=int(meta.get("documents", 0)),
             ingested_at=str(meta.get("ingested_at", "")),
         )

@@ -9,8 +9,10 @@ sentences and keep only the sentences whose cited passages support them:
 * embedding support: the best cosine between the sentence and a sentence of a cited passage
   (when an encoder is given); both must pass a floor and their mean a threshold.
 
-A sentence with no citation, or without support, is removed. The surviving citations are
-renumbered 1..k in order of first use, so every listed citation is used.
+A sentence with no citation, or without support, is removed; so is one that only says the
+passages do not answer (it is counted apart, so the caller can abstain). Of the citations of a
+supported sentence, those that add nothing to its support are dropped. The surviving citations
+are renumbered 1..k in order of first use, so every listed citation is used.
 """
 from __future__ import annotations
 
@@ -69,7 +71,7 @@ class Checked:
     lexical: float
     dense: float | None
     kept: bool
-    reason: str  # "supported", "uncited", "unsupported", "no content"
+    reason: str  # "supported", "uncited", "unsupported", "no content", "refusal"
     best: tuple[tuple[int, int], ...] = ()  # (passage number, index of its best-matching sentence)
 
 
@@ -79,8 +81,9 @@ class Verified:
     sentences: tuple[Checked, ...]  # every sentence, kept or not
     order: tuple[int, ...]  # original passage numbers, in new-number order (new n = i + 1)
     best: dict  # original passage number -> index of its best-matching sentence (or -1)
-    removed: int  # sentences removed (uncited or unsupported)
+    removed: int  # sentences removed as uncited or unsupported
     phantoms: int  # markers dropped because they point at no passage
+    refusals: int = 0  # sentences saying the passages do not answer (removed too, not counted above)
 
     @property
     def kept(self) -> tuple[Checked, ...]:
@@ -240,8 +243,13 @@ def renumber(sentences: Sequence[tuple[str, Sequence[int]]]) -> tuple[str, tuple
     return " ".join(parts), tuple(order)
 
 
-def verify(answer: str, sources: Sequence[Source], encode: Encoder | None = None) -> Verified:
-    """Check every sentence of answer against the sources (numbered 1..len(sources))."""
+def verify(
+    answer: str, sources: Sequence[Source], encode: Encoder | None = None, refusal: re.Pattern | None = None
+) -> Verified:
+    """Check every sentence of answer against the sources (numbered 1..len(sources)).
+
+    Sentences matching `refusal` ("the passages do not say ...") are statements about the
+    passages, not claims from them: they are never kept, whatever they cite."""
     text, phantoms = drop_phantoms(answer, len(sources))
     sentences = split_sentences(text)
     bodies = [strip_markers(s) for s in sentences]
@@ -261,6 +269,9 @@ def verify(answer: str, sources: Sequence[Source], encode: Encoder | None = None
     checked: list[Checked] = []
     for i, (sentence, body) in enumerate(zip(sentences, bodies)):
         cites = tuple(dict.fromkeys(parse_markers(sentence)))
+        if refusal is not None and refusal.search(body):
+            checked.append(Checked(body, cites, 0.0, None, False, "refusal"))
+            continue
         if not cites:
             checked.append(Checked(body, (), 0.0, None, False, "uncited"))
             continue
@@ -299,4 +310,5 @@ def verify(answer: str, sources: Sequence[Source], encode: Encoder | None = None
                 if s > score_of.get(n, -2.0):
                     score_of[n], best_of[n] = s, j
     best = {n: best_of.get(n, -1) for n in order}
-    return Verified(text, tuple(checked), order, best, len(checked) - len(kept), phantoms)
+    refusals = sum(1 for c in checked if c.reason == "refusal")
+    return Verified(text, tuple(checked), order, best, len(checked) - len(kept) - refusals, phantoms, refusals)

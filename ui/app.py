@@ -1,0 +1,433 @@
+"""The browser chat: a ChatController holding the handlers (testable without a browser) and build_app()."""
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from assistant.errors import CiteError, IngestError, QuestionError, StoreError
+
+from . import render
+from .style import CSS, HEAD_JS, theme
+
+DEFAULT_TITLE = "RSP Assistant"
+EXAMPLES = (
+    "When was version 3 of the RSP released?",
+    "What does ASL-3 require?",
+    "How does DeepMind's framework differ?",
+)
+UNEXPECTED = (
+    "Something went wrong inside the assistant ({kind}) — try again; "
+    "if it persists, re-run `make ingest`"
+)
+CITATION_KEYS = ("n", "chunk_id", "source", "section", "start", "end", "quote")
+
+
+def new_conversation() -> dict:
+    """One browser session's conversation: the turns the assistant sees, and what the chat shows."""
+    return {"turns": [], "exchanges": []}
+
+
+@dataclass
+class Step:
+    """One update of a streamed reply."""
+
+    messages: list[dict]  # the Chatbot value (escaped HTML)
+    conversation: dict  # the session's conversation after this step
+    text: str = ""  # the plain answer text so far
+    done: bool = False
+    sources: list[dict] = field(default_factory=list)  # citations of the finished answer
+    error: str = ""  # one line when the question could not be answered
+    panel: str | None = None  # on the final step: the panel (the first source, or empty)
+
+
+def _citation(c) -> dict:
+    d = {k: getattr(c, k) for k in CITATION_KEYS}
+    d["header"] = getattr(c, "header", "")
+    return d
+
+
+def _log_exception(where: str) -> None:
+    print(f"ui: unexpected error in {where}:", file=sys.stderr)
+    traceback.print_exc(file=sys.stderr)
+
+
+def error_line(err: BaseException, where: str = "the assistant") -> str:
+    """One readable line for the browser; the traceback of an unexpected error goes to stderr only."""
+    if isinstance(err, QuestionError):
+        return render.public_message(f"Cannot ask that: {err}")
+    if isinstance(err, StoreError):
+        return render.public_message(f"The document store is not available: {err}")
+    if isinstance(err, (IngestError, CiteError)):
+        return render.public_message(str(err))
+    _log_exception(where)
+    return UNEXPECTED.format(kind=type(err).__name__)
+
+
+class ChatController:
+    """Everything the page does, as plain methods over a per-session conversation dict."""
+
+    def __init__(self, assistant, *, feedback_path: Path, title: str = DEFAULT_TITLE, export_dir: Path | None = None):
+        self.assistant = assistant
+        self.feedback_path = Path(feedback_path)
+        self.title = title
+        self.export_dir = Path(export_dir) if export_dir else Path(tempfile.mkdtemp(prefix="rag-ui-export-"))
+        self.export_dir.mkdir(parents=True, exist_ok=True)
+        self._feedback_lock = threading.Lock()
+
+    # -- header ---------------------------------------------------------------------------------------
+    def corpus_info(self):
+        """(CorpusInfo, "") or (None, one-line error)."""
+        try:
+            return self.assistant.corpus_info(), ""
+        except Exception as err:  # noqa: BLE001 - any failure becomes one line in the header
+            return None, error_line(err, "corpus_info")
+
+    def header_html(self) -> str:
+        info, error = self.corpus_info()
+        return render.header_html(self.title, info, error)
+
+    # -- answering ------------------------------------------------------------------------------------
+    def respond(self, question: str, conversation: dict | None) -> Iterator[Step]:
+        """Stream the answer to a question, given this session's conversation; never raises."""
+        conv = _copy(conversation)
+        question = question if isinstance(question, str) else ""
+        exchanges = conv["exchanges"]
+        yield Step(render.chat_messages(exchanges, (question, "")), conv)
+        text, answer = "", None
+        try:
+            for event in self.assistant.stream(question, list(conv["turns"])):
+                text = event.text
+                if event.done:
+                    answer = event.answer
+                    break
+                yield Step(render.chat_messages(exchanges, (question, text)), conv, text)
+            if answer is None:
+                raise RuntimeError("the answer stream ended without an answer")
+        except Exception as err:  # noqa: BLE001 - the page must keep serving
+            line = error_line(err, "respond")
+            exchanges.append({"question": question, "error": line})
+            yield Step(render.chat_messages(exchanges), conv, "", True, [], line, render.PANEL_EMPTY)
+            return
+        try:  # keep the question as the assistant read it (spaces and control characters tidied)
+            from assistant.core import clean_question
+
+            question = clean_question(question, self.assistant.settings.max_question_chars)
+        except Exception:  # noqa: BLE001 - a backend may accept what clean_question would not
+            pass
+        ex = {
+            "question": question,
+            "answer": answer.text,
+            "abstained": bool(answer.abstained),
+            "citations": [] if answer.abstained else [_citation(c) for c in answer.citations],
+            "related": [_citation(c) for c in answer.related] if answer.abstained else [],
+            "notice": answer.notice,
+            "query": answer.query,
+        }
+        exchanges.append(ex)
+        conv["turns"] += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+        panel = self.panel_for(ex["citations"][0]) if ex["citations"] else render.PANEL_EMPTY
+        yield Step(render.chat_messages(exchanges), conv, answer.text, True, ex["citations"], "", panel)
+
+    # -- sources --------------------------------------------------------------------------------------
+    @staticmethod
+    def source_choices(conversation: dict | None) -> list[tuple[str, str]]:
+        """Options for the latest answer's sources: (label, "exchange:n")."""
+        exchanges = (conversation or {}).get("exchanges") or []
+        if not exchanges:
+            return []
+        i = len(exchanges) - 1
+        return [(render.source_choice(c), f"{i}:{c['n']}") for c in exchanges[i].get("citations") or []]
+
+    def select_source(self, conversation: dict | None, key: str | None) -> str:
+        """The side panel for a source key "exchange:n" (or a bare n for the latest answer)."""
+        citation = _find_citation(conversation, key)
+        if citation is None:
+            return render.PANEL_EMPTY
+        return self.panel_for(citation)
+
+    def panel_for(self, c: dict) -> str:
+        from assistant.cite import passage
+
+        try:
+            p = passage(self.assistant.settings.corpus_dirs, c["source"], int(c["start"]), int(c["end"]))
+        except CiteError as err:
+            return render.panel_html(c, None, warning=render.public_message(f"{err} — showing the stored quote"))
+        except Exception as err:  # noqa: BLE001
+            return render.panel_message(error_line(err, "select_source"))
+        if p.quote != c["quote"]:
+            return render.panel_html(
+                c, None, warning="the file changed since it was ingested — re-run `make ingest`; showing the stored quote"
+            )
+        return render.panel_html(c, p.paragraph, p.paragraph_start)
+
+    # -- export and feedback ----------------------------------------------------------------------------
+    def export_markdown(self, conversation: dict | None) -> str:
+        info, error = self.corpus_info()
+        if info is not None:
+            corpus = (
+                f"Corpus: {render.plural(info.documents, 'document')}, {render.plural(info.chunks, 'passage')}, "
+                f"ingested {render.fmt_time(info.ingested_at)}."
+            )
+        else:
+            corpus = f"Corpus: unavailable ({error})."
+        when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return render.export_markdown(self.title, (conversation or {}).get("exchanges") or [], corpus, when)
+
+    def export(self, conversation: dict | None) -> Path | None:
+        """Write the conversation as Markdown to a fresh file; None when there is nothing to export."""
+        if not (conversation or {}).get("exchanges"):
+            return None
+        self._prune_exports()
+        folder = Path(tempfile.mkdtemp(dir=self.export_dir))
+        path = folder / f"conversation-{datetime.now():%Y%m%d-%H%M%S}.md"
+        path.write_text(self.export_markdown(conversation), encoding="utf-8")
+        return path
+
+    def _prune_exports(self, max_age_s: float = 86400) -> None:
+        """Drop export files older than a day (one is written after every answer)."""
+        cutoff = time.time() - max_age_s
+        for folder in self.export_dir.iterdir():
+            try:
+                if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
+
+    def vote(self, conversation: dict | None, index, liked) -> dict | None:
+        """Append one feedback line for the answer at chat message `index`; returns the record written."""
+        if isinstance(index, (list, tuple)):
+            index = index[0]
+        exchanges = (conversation or {}).get("exchanges") or []
+        try:
+            ex = exchanges[int(index) // 2]
+        except (TypeError, ValueError, IndexError):
+            return None
+        if liked is True or liked == "Like":
+            vote = "up"
+        elif liked is False or liked == "Dislike":
+            vote = "down"
+        else:
+            vote = str(liked or "cleared")
+        record = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "vote": vote,
+            "question": ex.get("question", ""),
+            "answer": ex.get("answer", "") or ex.get("error", ""),
+            "citations": [{k: c[k] for k in CITATION_KEYS} for c in ex.get("citations") or []],
+        }
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._feedback_lock:
+            self.feedback_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.feedback_path, "a", encoding="utf-8") as f:
+                f.write(line)
+        return record
+
+    # -- the public API -----------------------------------------------------------------------------------
+    def ask(self, question: str, history: Any = None) -> dict:
+        """Structured answer for API clients; raises ValueError-like errors with one line."""
+        turns = _history(history)
+        answer = self.assistant.ask(question, turns)
+        return {
+            "answer": answer.text,
+            "abstained": bool(answer.abstained),
+            "citations": [] if answer.abstained else [{k: getattr(c, k) for k in CITATION_KEYS} for c in answer.citations],
+        }
+
+
+class HistoryError(ValueError):
+    """The history given to the API is not a list of {role, content} objects."""
+
+
+def _history(history: Any) -> list[dict]:
+    if history in (None, "", []):
+        return []
+    if isinstance(history, str):
+        try:
+            history = json.loads(history)
+        except ValueError:
+            raise HistoryError("history must be JSON: a list of {\"role\", \"content\"} objects") from None
+    if not isinstance(history, list):
+        raise HistoryError("history must be a list of {\"role\", \"content\"} objects")
+    out = []
+    for item in history:
+        if not isinstance(item, dict) or item.get("role") not in ("user", "assistant"):
+            raise HistoryError("each history item must be {\"role\": \"user\"|\"assistant\", \"content\": text}")
+        content = item.get("content")
+        out.append({"role": item["role"], "content": content if isinstance(content, str) else str(content or "")})
+    return out
+
+
+def _copy(conversation: dict | None) -> dict:
+    conv = conversation if isinstance(conversation, dict) else {}
+    return {"turns": list(conv.get("turns") or []), "exchanges": list(conv.get("exchanges") or [])}
+
+
+def _find_citation(conversation: dict | None, key) -> dict | None:
+    exchanges = (conversation or {}).get("exchanges") or []
+    if key is None or not exchanges:
+        return None
+    key = str(key)
+    try:
+        if ":" in key:
+            i, n = (int(part) for part in key.split(":", 1))
+        else:
+            i, n = len(exchanges) - 1, int(key)
+        ex = exchanges[i]
+    except (ValueError, IndexError):
+        return None
+    return next((c for c in ex.get("citations") or [] if int(c["n"]) == n), None)
+
+
+# -- the Gradio app -------------------------------------------------------------------------------------
+def _blocks_class():
+    import gradio as gr
+
+    class AssistantBlocks(gr.Blocks):
+        """Blocks whose launch() brings the app's theme, CSS and script unless the caller gives others."""
+
+        def launch(self, *args, **kwargs):  # noqa: D102
+            kwargs.setdefault("theme", theme())
+            kwargs.setdefault("css", CSS)
+            kwargs.setdefault("head", HEAD_JS)
+            kwargs.setdefault("footer_links", ["api"])
+            return super().launch(*args, **kwargs)
+
+    return AssistantBlocks
+
+
+def build_app(assistant, *, feedback_path: Path, title: str = DEFAULT_TITLE):
+    """The chat page over a ready Assistant; the caller launches it."""
+    import gradio as gr
+
+    ctl = ChatController(assistant, feedback_path=feedback_path, title=title)
+    private = {"api_visibility": "private"}
+    answering = {"concurrency_limit": 2, "concurrency_id": "assistant"}
+
+    with _blocks_class()(title=title, fill_width=True, analytics_enabled=False, delete_cache=(3600, 86400)) as app:
+        app.controller = ctl  # for tests and scripts
+        conversation = gr.State(new_conversation())
+        header = gr.HTML(ctl.header_html(), elem_id="rag-header")
+        with gr.Row(equal_height=False, elem_id="rag-main"):
+            with gr.Column(scale=3, min_width=420, elem_id="rag-chat-col"):
+                chatbot = gr.Chatbot(
+                    elem_id="rag-chat",
+                    show_label=False,
+                    height=560,
+                    render_markdown=False,  # every message is escaped HTML built by ui.render
+                    sanitize_html=True,
+                    allow_tags=False,
+                    latex_delimiters=[],
+                    feedback_options=("Like", "Dislike"),
+                    buttons=[],  # "copy" would copy the message's HTML, not its text
+                    layout="panel",
+                    placeholder=(
+                        "<div class='rag-placeholder'><b>Ask about the documents.</b><br>"
+                        "Answers quote the corpus and cite each passage; try one of these:</div>"
+                    ),
+                    examples=[{"text": q} for q in EXAMPLES],
+                )
+                with gr.Row(elem_id="rag-ask-row"):
+                    question = gr.Textbox(
+                        show_label=False,
+                        placeholder="Ask a question about the documents…",
+                        lines=1,
+                        max_lines=4,
+                        scale=8,
+                        autofocus=True,
+                        elem_id="rag-question",
+                    )
+                    send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="rag-send")
+                with gr.Row(elem_id="rag-tools"):
+                    new_chat = gr.Button("New chat", size="sm", variant="secondary", elem_id="rag-new")
+                    export = gr.DownloadButton(
+                        "Export (.md)", size="sm", variant="secondary", interactive=False, elem_id="rag-export"
+                    )
+            with gr.Column(scale=2, min_width=320, elem_id="rag-side-col"):
+                sources = gr.Radio(
+                    choices=[],
+                    label="Sources of the latest answer",
+                    info="Pick one to read it in its paragraph.",
+                    elem_id="rag-sources",
+                    visible=False,
+                )
+                panel = gr.HTML(render.PANEL_EMPTY, elem_id="rag-panel")
+
+        # -- handlers: thin wrappers from Steps to component updates ----------------------------------
+        def on_ask(q, conv):
+            for i, step in enumerate(ctl.respond(q, conv)):
+                if not step.done:
+                    if i == 0:  # clear the box once (later steps leave what the user types next alone)
+                        hide = gr.update(visible=False, choices=[], value=None)
+                        yield step.messages, step.conversation, hide, gr.update(), "", gr.update()
+                    else:
+                        yield step.messages, step.conversation, gr.update(), gr.update(), gr.update(), gr.update()
+                    continue
+                choices = ctl.source_choices(step.conversation)
+                radio = gr.update(
+                    choices=choices, value=choices[0][1] if choices else None, visible=bool(choices)
+                )
+                path = ctl.export(step.conversation)
+                download = gr.update(value=str(path) if path else None, interactive=path is not None)
+                yield step.messages, step.conversation, radio, step.panel, gr.update(), download
+
+        ask_outputs = [chatbot, conversation, sources, panel, question, export]
+        for trigger in (question.submit, send.click):
+            trigger(on_ask, [question, conversation], ask_outputs, **private, **answering)
+
+        def on_example(evt: gr.SelectData):
+            value = evt.value if isinstance(evt.value, dict) else {}
+            return value.get("text", "")
+
+        chatbot.example_select(on_example, None, question, **private).then(
+            on_ask, [question, conversation], ask_outputs, **private, **answering
+        )
+
+        def on_select(conv, key):
+            return ctl.select_source(conv, key)
+
+        sources.input(on_select, [conversation, sources], panel, **private, concurrency_limit=None)
+
+        def on_like(conv, evt: gr.LikeData):
+            try:
+                record = ctl.vote(conv, evt.index, evt.liked)
+            except OSError as err:
+                print(f"ui: cannot write feedback to {ctl.feedback_path}: {err}", file=sys.stderr)
+                gr.Warning(f"Could not save the feedback ({type(err).__name__}).")
+                return
+            if record is not None:
+                gr.Info("Thanks — your feedback was saved.")
+
+        chatbot.like(on_like, [conversation], None, **private, concurrency_limit=None)
+
+        def on_new():
+            return (
+                [],
+                new_conversation(),
+                gr.update(choices=[], value=None, visible=False),
+                render.PANEL_EMPTY,
+                "",
+                gr.update(value=None, interactive=False),
+            )
+
+        new_chat.click(on_new, None, ask_outputs, **private, concurrency_limit=None)
+        chatbot.clear(on_new, None, ask_outputs, **private, concurrency_limit=None)
+        app.load(ctl.header_html, None, header, **private, concurrency_limit=None)
+
+        def ask(question: str, history: list[dict]) -> dict:
+            """Answer a question with verified citations. history: earlier turns as [{"role", "content"}], may be []."""
+            try:
+                return ctl.ask(question, history)
+            except HistoryError as err:
+                raise gr.Error(str(err), print_exception=False) from None
+            except Exception as err:  # noqa: BLE001 - one line for the client, traceback to stderr
+                raise gr.Error(error_line(err, "api ask"), print_exception=False) from None
+
+        gr.api(ask, api_name="ask", **answering)
+    return app
