@@ -7,23 +7,6 @@ import sys
 from pathlib import Path
 
 
-def _settings(args):
-    from ingest.settings import store_from_args
-
-    from .settings import settings_from_env
-
-    overrides = {"store_overrides": vars(store_from_args(args)) if _store_given(args) else None}
-    if getattr(args, "backend", None):
-        overrides["backend"] = args.backend
-    if getattr(args, "corpus", None):
-        overrides["corpus_dirs"] = tuple(args.corpus)
-    return settings_from_env(**overrides)
-
-
-def _store_given(args) -> bool:
-    return any(getattr(args, k, None) for k in ("store", "chroma_host", "chroma_port", "collection"))
-
-
 def _print_answer(answer, as_json: bool) -> None:
     if as_json:
         print(json.dumps(answer_json(answer), ensure_ascii=False))
@@ -155,9 +138,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from .core import Assistant
     from .errors import CiteError, QuestionError
+    from .settings import settings_from_args
 
     try:
-        assistant = Assistant(_settings(args))
+        assistant = Assistant(settings_from_args(args))
         return commands[args.command][0](args, assistant)
     except (IngestError, QuestionError, CiteError) as err:
         print(f"{args.command}: error: {err}", file=sys.stderr)

@@ -29,11 +29,16 @@ def confined_path(corpus_dirs, source: str) -> Path:
         raise CiteError(f"'{source[:80]}' is not a corpus path — use a path relative to the corpus folder")
     for root in corpus_dirs:
         root = Path(root).resolve()
-        candidate = (root / source).resolve()
-        if not candidate.is_relative_to(root):
-            raise CiteError(f"'{source[:80]}' is outside the corpus folder — only corpus files can be cited")
-        if candidate.is_file():
-            return candidate
+        places = [root / source]
+        head, _, rest = source.partition("/")
+        if head == root.name and rest:  # ingested with several folders: 'folder/file.md'
+            places.append(root / rest)
+        for place in places:
+            candidate = place.resolve()
+            if not candidate.is_relative_to(root):
+                raise CiteError(f"'{source[:80]}' is outside the corpus folder — only corpus files can be cited")
+            if candidate.is_file():
+                return candidate
     raise CiteError(f"no corpus file '{source[:80]}' — check the source path (see `python -m assistant ask --json`)")
 
 

@@ -63,3 +63,16 @@ def settings_from_env(env=None, **overrides) -> Settings:
     store = store_from_env(env, **(overrides.pop("store_overrides", None) or {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return replace(Settings(), store=store, **values)
+
+
+def settings_from_args(args, env=None) -> Settings:
+    """Settings for a command line: defaults < environment < the flags given (store, backend, corpus)."""
+    from ingest.settings import store_from_args
+
+    given = any(getattr(args, k, None) for k in ("store", "chroma_host", "chroma_port", "collection"))
+    overrides: dict = {"store_overrides": vars(store_from_args(args)) if given else None}
+    if getattr(args, "backend", None):
+        overrides["backend"] = args.backend
+    if getattr(args, "corpus", None):
+        overrides["corpus_dirs"] = tuple(args.corpus)
+    return settings_from_env(env, **overrides)

@@ -16,7 +16,7 @@ from .records import Block, Chunk, Document, Unit
 from .sentences import sentence_spans
 from .structure import parse_blocks, sections
 
-CHUNKER_VERSION = "3"
+CHUNKER_VERSION = "4"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]
@@ -108,16 +108,21 @@ def _row_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _pack(text: str, pieces: list[_Piece], count: TokenCounter, target: int, overlap: int):
-    """Group pieces into chunk spans (start, end, header)."""
+    """Group pieces into chunk spans (start, end, header); a chunk's tokens, header included,
+    stay within the target unless one piece alone is larger."""
     out: list[tuple[int, int, str]] = []
     cur: list[_Piece] = []
     tokens = 0
     for piece in pieces:
-        fits = tokens + piece.tokens + (count(piece.header) if piece.header and not cur else 0) <= target
-        if cur and (not fits or piece.header):
+        if cur and (tokens + piece.tokens > target or piece.header):
             out.append((cur[0].start, cur[-1].end, cur[0].header))
             carry = _overlap_piece(text, cur[-1], count, overlap) if piece.kind in ("part", "paragraph") else None
-            cur, tokens = ([carry], carry.tokens) if carry else ([], 0)
+            if carry and carry.tokens + piece.tokens <= target:
+                cur, tokens = [carry], carry.tokens
+            else:
+                cur, tokens = [], 0
+        if not cur and piece.header:
+            tokens += count(piece.header)
         cur.append(piece)
         tokens += piece.tokens
     if cur:
@@ -155,7 +160,9 @@ def _units(doc: Document, chunks: list[Chunk]) -> list[Unit]:
         elif block.kind == "item":
             m = _BULLET.match(text[block.start : block.end])
             a = block.start + (m.end() if m else 0)
-            for s, e in sentence_spans(text, a, block.end) if block.end - a > 600 else [(a, block.end)]:
+            whole = any(c.start <= a and block.end <= c.end for c in chunks)
+            # an item cut across chunks is quoted sentence by sentence
+            for s, e in [(a, block.end)] if whole else sentence_spans(text, a, block.end):
                 spans.append(("item", s, e, ""))
         elif block.kind in ("paragraph", "code"):
             spans += [("sentence", a, b, "") for a, b in sentence_spans(text, block.start, block.end)]

@@ -20,21 +20,40 @@ class LoadResult:
 
 
 def load_paths(paths: list[Path], max_file_mb: float = 64.0) -> LoadResult:
-    """Load every supported file under the given files and folders."""
+    """Load every supported file under the given files and folders.
+
+    Sources are paths relative to their folder; with several folders, each source starts
+    with its folder's name (`a/notes.md`, `b/notes.md`), so equal names never collide.
+    """
     result = LoadResult()
+    found: list[tuple[Path, Path, list[Path]]] = []
     for path in paths:
         path = Path(path)
         if not path.exists():
             result.problems.append(f"{path}: no such file or folder — check the path")
             continue
-        root = path.resolve() if path.is_dir() else path.resolve().parent
-        files = _walk(path, root, result) if path.is_dir() else [path]
+        # the folder as given (it may be reached through a symbolic link); links inside it
+        # may only point within its real location
+        root = path.absolute() if path.is_dir() else path.absolute().parent
+        files = _walk(root, root, path.resolve(), result) if path.is_dir() else [path.absolute()]
         if path.is_dir() and not files:
             result.problems.append(
                 f"{path}: no documents to ingest — add {', '.join(sorted(SUPPORTED))} files to it"
             )
+        found.append((path, root, files))
+    prefixed = sum(1 for path, _, files in found if path.is_dir() and files) > 1
+    seen: dict[str, Path] = {}
+    for path, root, files in found:
         for file in files:
             source = _relative(file, root)
+            if prefixed and path.is_dir():
+                source = f"{root.name}/{source}"
+            if source in seen and seen[source] != file:
+                result.problems.append(
+                    f"{source}: two files have this name ({seen[source]} and {file}) — rename one of them"
+                )
+                continue
+            seen[source] = file
             try:
                 result.documents.append(load_file(file, source, max_file_mb))
             except LoadError as err:
@@ -45,12 +64,12 @@ def load_paths(paths: list[Path], max_file_mb: float = 64.0) -> LoadResult:
 
 def _relative(file: Path, root: Path) -> str:
     try:
-        return file.absolute().relative_to(root).as_posix()
+        return file.relative_to(root).as_posix()
     except ValueError:
         return file.name
 
 
-def _walk(folder: Path, root: Path, result: LoadResult) -> list[Path]:
+def _walk(folder: Path, root: Path, real_root: Path, result: LoadResult) -> list[Path]:
     files = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -65,7 +84,7 @@ def _walk(folder: Path, root: Path, result: LoadResult) -> list[Path]:
             full = Path(dirpath) / name
             if full.is_symlink():
                 target = full.resolve()
-                if not target.is_relative_to(root):
+                if not target.is_relative_to(real_root):
                     _report_link(full, root, result)
                     continue
             if full.suffix.lower() not in SUPPORTED:
@@ -141,24 +160,27 @@ def _pdf_text(data: bytes) -> str:
     return "\n\n".join(p.strip() for p in pages if p.strip())
 
 
+_BLOCKS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "table", "pre", "blockquote", "dt", "dd", "figcaption", "caption"}
+_SKIP = {"script", "style", "noscript", "template", "head", "nav", "svg", "iframe", "object"}
+
+
 def html_to_text(html: str) -> str:
-    """Readable text with Markdown structure: headings, paragraphs, list items, pipe tables."""
-    from bs4 import BeautifulSoup
+    """Readable text with Markdown structure: headings, paragraphs, list items, pipe tables.
+
+    Text outside the usual block tags (in a <div>, a <section>, or bare in <body>) is kept as
+    paragraphs too: nothing on the page is dropped but scripts, styles and navigation.
+    """
+    from bs4 import BeautifulSoup, NavigableString, Tag
 
     soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "head", "nav", "svg"]):
+    for tag in soup(list(_SKIP)):
         tag.decompose()
     out: list[str] = []
 
     def clean(s: str) -> str:
         return " ".join(s.split()).replace("|", "/")
 
-    blocks = soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "table", "pre", "blockquote"])
-    done: set[int] = set()
-    for el in blocks:
-        if any(id(p) in done for p in el.parents):
-            continue
-        done.add(id(el))
+    def emit(el: Tag) -> None:
         name = el.name
         if name[0] == "h" and name[1:].isdigit():
             text = clean(el.get_text(" "))
@@ -184,7 +206,34 @@ def html_to_text(html: str) -> str:
             text = clean(el.get_text(" "))
             if text:
                 out.append(text)
-    if not out:
-        text = clean(soup.get_text(" "))
-        out = [text] if text else []
+
+    def walk(node: Tag) -> None:
+        loose: list[str] = []  # inline text between blocks becomes a paragraph
+
+        def flush() -> None:
+            text = clean(" ".join(loose))
+            if text:
+                out.append(text)
+            loose.clear()
+
+        for child in node.children:
+            if isinstance(child, NavigableString):
+                if type(child) is NavigableString:  # not comments, doctypes or CDATA
+                    loose.append(str(child))
+            elif isinstance(child, Tag):
+                if child.name in _BLOCKS:
+                    flush()
+                    emit(child)
+                elif child.find(list(_BLOCKS) + ["div", "section", "article", "main", "br", "ul", "ol"]):
+                    flush()
+                    walk(child)
+                elif child.name in ("div", "section", "article", "main", "header", "footer", "aside", "ul", "ol"):
+                    flush()
+                    loose.append(child.get_text(" "))
+                    flush()
+                else:
+                    loose.append(child.get_text(" "))
+        flush()
+
+    walk(soup)
     return "\n\n".join(out) + ("\n" if out else "")

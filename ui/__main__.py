@@ -99,14 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ui: error: --port {args.port} is not a port number (1-65535)", file=sys.stderr)
         return 2
 
-    from assistant.__main__ import _settings
+    from assistant.settings import settings_from_args
     from assistant.core import Assistant
     from ingest.errors import IngestError
 
     from .app import DEFAULT_TITLE, build_app
 
     try:
-        settings = _settings(args)
+        settings = settings_from_args(args)
         assistant = Assistant(settings)
     except (IngestError, ValueError) as err:
         print(f"ui: error: {err}", file=sys.stderr)

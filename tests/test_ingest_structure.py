@@ -1,0 +1,476 @@
+"""Parsing and chunking without a store: the raw web-page seed, the Markdown corpus,
+synthetic long sections and tables, HTML loading. Offsets are checked exactly."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ingest.chunk import chunk_document
+from ingest.load import html_to_text, load_file, load_paths
+from ingest.records import Document
+from ingest.sentences import sentence_spans
+from ingest.structure import parse_blocks, sections
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = REPO / "tests" / "data" / "rsp_seed.txt"
+CORPUS_MD = REPO / "corpus" / "anthropic-rsp-review.md"
+ARTEFACT = "Section titled “"
+TARGET = 160
+OVERLAP = 32
+
+
+def words(s: str) -> int:
+    """A stand-in token counter where the real tokenizer is not the point."""
+    return len(s.split())
+
+
+@pytest.fixture(scope="module")
+def seed_doc() -> Document:
+    doc = load_file(SEED, "rsp_seed.txt")
+    assert doc.kind == "text"
+    return doc
+
+
+@pytest.fixture(scope="module")
+def md_doc() -> Document:
+    doc = load_file(CORPUS_MD, "anthropic-rsp-review.md")
+    assert doc.kind == "markdown"
+    return doc
+
+
+@pytest.fixture(scope="module")
+def seed_chunked(seed_doc):
+    return chunk_document(seed_doc, words, TARGET, OVERLAP)
+
+
+@pytest.fixture(scope="module")
+def md_chunked(md_doc, embedder):
+    return chunk_document(md_doc, embedder.count_tokens, TARGET, OVERLAP)
+
+
+def _expected_seed_headings(raw: str) -> tuple[list[str], list[str]]:
+    """Headings of the raw seed, found independently of the parser.
+
+    A heading is the line before a `Section titled “<heading>”` line; after the closing
+    quote the same line goes on with the next paragraph or the next heading (returned as
+    `rests`, in order, for the artefacts that have one).
+    """
+    titles, rests = [], []
+    prev = None
+    for line in raw.splitlines():
+        if prev is not None and prev.strip():
+            marker = f"{ARTEFACT}{prev.strip()}”"
+            if line.startswith(marker):
+                titles.append(prev.strip())
+                line = line[len(marker):]
+                if line.strip():
+                    rests.append(line)
+        prev = line
+    return titles, rests
+
+
+def _table_rows(text: str, block) -> list[tuple[int, int]]:
+    rows, pos = [], block.start
+    for line in text[block.start : block.end].split("\n"):
+        if line.strip():
+            rows.append((pos, pos + len(line)))
+        pos += len(line) + 1
+    return rows
+
+
+def _long_section_text() -> tuple[str, list[str]]:
+    """One section of 40 sentences of varied prose, in a single paragraph."""
+    subjects = [
+        "The harbour authority", "An independent auditor", "The city council", "Our field team",
+        "A small laboratory in the valley", "The regional water board", "Each of the reviewers", "The ferry operator",
+    ]
+    verbs = [
+        "published a detailed report on", "raised fresh concerns about", "spent three months studying",
+        "quietly changed its position on", "asked the ministry for more evidence about", "built a prototype to measure",
+        "held public meetings on",
+    ]
+    objects = [
+        "the flooding of the northern valley", "the cost of replacing the old stone bridges",
+        "how migrating birds find their way home", "the safety of autonomous ferries at night",
+        "the quality of drinking water in rural towns", "the long-term effects of night shifts on nurses",
+        "why the spring tides arrived early", "the noise from the new container terminal", "erosion along the dunes",
+    ]
+    tails = [
+        "", " after a difficult winter", " despite strong objections from local farmers",
+        " with help from two universities", " for the third year in a row", " before the budget vote in May",
+    ]
+    sentences = [
+        f"{subjects[i % 8]} {verbs[(i * 3) % 7]} {objects[(i * 5) % 9]}{tails[(i * 7) % 6]}." for i in range(40)
+    ]
+    return "# Harbour notes\n\n## Findings of the year\n\n" + " ".join(sentences) + "\n", sentences
+
+
+def _table_text(n_rows: int = 60) -> tuple[str, str, list[str]]:
+    header = "| Station | Date | Reading | Observer note |\n|---|---|---|---|"
+    rows = [
+        f"| S-{i:02d} | 2024-{1 + i % 12:02d}-{1 + i % 28:02d} | {i * 3.7:.1f} mm | "
+        f"{'dry spell, gauge clear' if i % 3 else 'heavy rain after noon, gutter overflowed'} |"
+        for i in range(n_rows)
+    ]
+    text = (
+        "# Gauges\n\n## Rainfall by station\n\nThe table lists the daily readings of every gauge.\n\n"
+        + header + "\n" + "\n".join(rows)
+        + "\n\nAfter the table comes a short closing remark about the readings.\n"
+    )
+    return text, header, rows
+
+
+# -- the raw web-page seed ---------------------------------------------------------
+
+
+def test_seed_every_section_titled_heading_is_a_heading_block(seed_doc):
+    titles, _ = _expected_seed_headings(seed_doc.text)
+    # every artefact in the file belongs to a heading found above
+    assert len(titles) == seed_doc.text.count(ARTEFACT) >= 25
+    headings = [b for b in parse_blocks(seed_doc.text, "text") if b.kind == "heading"]
+    # the first line is the page title; all others are the Section-titled headings, in order
+    assert headings[0].title == "Safety Framework" and headings[0].level == 1
+    assert [h.title for h in headings[1:]] == titles
+    for h in headings:
+        assert seed_doc.text[h.start : h.end].strip() == h.title
+    # numbered sub-headings sit below their parent
+    levels = {h.title: h.level for h in headings}
+    assert levels["Capability thresholds: four risk categories"] == 2
+    assert levels["2. Cybersecurity"] == 3
+    assert levels["RSP v3: the structural turn"] == 2
+    assert levels["2. The pause commitment is rescinded"] == 3
+
+
+def test_seed_artefact_never_reaches_blocks_chunks_or_units(seed_doc, seed_chunked):
+    chunks, units = seed_chunked
+    assert chunks and units
+    for _, block in sections(parse_blocks(seed_doc.text, "text")):
+        assert "Section titled" not in seed_doc.text[block.start : block.end]
+    for c in chunks:
+        assert "Section titled" not in c.text
+        assert "Section titled" not in c.embed_text()
+    for u in units:
+        assert "Section titled" not in u.text
+
+
+def test_seed_text_after_the_artefact_starts_a_block_with_its_real_first_words(seed_doc, seed_chunked):
+    text = seed_doc.text
+    blocks = parse_blocks(text, "text")
+    _, rests = _expected_seed_headings(text)
+    assert len(rests) >= 20
+    for rest in rests:
+        starts = [b for b in blocks if text[b.start : b.end].startswith(rest.strip()[:40])]
+        titles = [b for b in blocks if b.kind == "heading" and b.title == rest.strip()]
+        assert starts or titles, f"no block starts with {rest[:60]!r}"
+    chunks, units = seed_chunked
+    first = "When Anthropic first published"
+    assert any(c.text.startswith(first) for c in chunks)
+    assert any(u.text.startswith(first) for u in units)
+    for opening in ("RSP v3 specifies thresholds", "ASL-3 trigger: providing materially", "Core change: commitments"):
+        assert any(c.text.startswith(opening) for c in chunks), opening
+    # a table that starts right after an artefact is still a table, header and all
+    tables = [b for b in blocks if b.kind == "table"]
+    assert any(text[b.start : b.end].startswith("| Level | Corresponding capability") for b in tables)
+    assert all(b.header_end > b.start for b in tables)
+
+
+def test_seed_heading_trails(seed_chunked):
+    chunks, _ = seed_chunked
+    by_section: dict[tuple[str, ...], list[str]] = {}
+    for c in chunks:
+        by_section.setdefault(c.section, []).append(c.text)
+    cyber = by_section[("Capability thresholds: four risk categories", "2. Cybersecurity")]
+    assert cyber[0].startswith("ASL-3 trigger: providing materially elevated uplift")
+    assert "Claude 4.x lies close" in " ".join(cyber)
+    assert ("RSP v3: the structural turn", "2. The pause commitment is rescinded") in by_section
+    assert by_section[("ASL definitions",)][0].startswith("| Level |")
+    # the page title is not repeated in every trail
+    assert all(not s or s[0] != "Safety Framework" for s in by_section)
+
+
+# -- the Markdown corpus ---------------------------------------------------------------
+
+
+def test_markdown_heading_trails(md_chunked):
+    chunks, units = md_chunked
+    sections_seen = [c.section for c in chunks]
+    cyber = [c for c in chunks if c.section == ("Capability thresholds: four risk categories", "2. Cybersecurity")]
+    assert len(cyber) == 1 and cyber[0].text.startswith("ASL-3 trigger: providing materially elevated uplift")
+    assert ("Academic critique", "Bengio: minimum requirements for effective commitments") in sections_seen
+    assert ("Industry-practice observations", "SB 53 Frontier Compliance Framework") in sections_seen
+    assert ("Version timeline",) in sections_seen
+    assert all(not s or s[0] != "Safety Framework" for s in sections_seen)
+    for u in units:
+        owner = next(c for c in chunks if c.id == u.chunk_id)
+        assert u.section == owner.section
+
+
+def test_markdown_table_rows_each_wholly_inside_exactly_one_chunk(md_doc, md_chunked):
+    chunks, _ = md_chunked
+    tables = [b for b in parse_blocks(md_doc.text, "markdown") if b.kind == "table"]
+    assert len(tables) == 4
+    for table in tables:
+        for a, b in _table_rows(md_doc.text, table):
+            holders = [c for c in chunks if c.start <= a and b <= c.end]
+            assert len(holders) == 1, md_doc.text[a:b]
+            cut = [c for c in chunks if c.start < b and a < c.end and not (c.start <= a and b <= c.end)]
+            assert not cut, f"row split by a chunk: {md_doc.text[a:b][:60]!r}"
+
+
+def test_markdown_table_continuations_carry_the_header(md_doc, md_chunked):
+    chunks, _ = md_chunked
+    text = md_doc.text
+    continued = 0
+    for table in (b for b in parse_blocks(text, "markdown") if b.kind == "table"):
+        header = text[table.start : table.header_end]
+        assert header.count("\n") == 1 and header.splitlines()[1].startswith("|---")
+        body = [r for r in _table_rows(text, table) if r[0] > table.header_end]
+        for c in chunks:
+            holds_rows = any(c.start <= a and b <= c.end for a, b in body)
+            if not holds_rows:
+                continue
+            if c.start <= table.start and table.header_end <= c.end:
+                assert c.header == ""
+            else:
+                continued += 1
+                assert c.header == header
+                assert c.embed_text().startswith(" › ".join(c.section) + "\n" + header + "\n")
+    assert continued >= 3  # the corpus has tables long enough to be cut
+
+
+def test_markdown_paragraphs_whole_when_they_fit(md_doc, md_chunked, embedder):
+    chunks, _ = md_chunked
+    checked = 0
+    for _, block in sections(parse_blocks(md_doc.text, "markdown")):
+        if block.kind not in ("paragraph", "item"):
+            continue
+        if embedder.count_tokens(md_doc.text[block.start : block.end]) > TARGET:
+            continue
+        checked += 1
+        assert any(c.start <= block.start and block.end <= c.end for c in chunks), md_doc.text[block.start : block.end][:80]
+    assert checked > 40
+
+
+def _single_unit(text: str, c) -> bool:
+    """A chunk that is one sentence or one table row: allowed to exceed the target."""
+    is_row = c.text.startswith("|") and "\n" not in c.text
+    return is_row or len(sentence_spans(text, c.start, c.end)) == 1
+
+
+@pytest.mark.parametrize("which", ["markdown", "seed"])
+def test_chunk_tokens_within_target(which, md_doc, seed_doc, embedder):
+    doc = md_doc if which == "markdown" else seed_doc
+    chunks, _ = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    for c in chunks:
+        n = embedder.count_tokens(c.text)
+        assert n <= TARGET or _single_unit(doc.text, c), (n, c.text[:80])
+
+
+def test_continued_table_chunk_with_its_header_stays_within_target(md_doc, md_chunked, embedder):
+    chunks, _ = md_chunked
+    continued = [c for c in chunks if c.header]
+    assert continued
+    for c in continued:
+        assert embedder.count_tokens(c.header + "\n" + c.text) <= TARGET, c.text[:80]
+
+
+# -- synthetic sections and tables ----------------------------------------------------------
+
+
+def test_long_section_is_split_with_a_one_sentence_overlap(embedder):
+    text, sentences = _long_section_text()
+    doc = Document("long.md", text, "markdown", "sha")
+    chunks, units = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    assert len(chunks) >= 3
+    assert all(c.section == ("Findings of the year",) for c in chunks)
+    # every sentence is whole in some chunk, and a unit of its own
+    for s in sentences:
+        a = text.index(s)
+        assert any(c.start <= a and a + len(s) <= c.end for c in chunks), s
+    assert sorted(u.text for u in units) == sorted(sentences)
+    overlaps = 0
+    for prev, nxt in zip(chunks, chunks[1:]):
+        assert nxt.start > prev.start and nxt.end > prev.end
+        assert nxt.start - prev.end <= 1  # no text falls between two chunks
+        if nxt.start < prev.end:
+            shared = text[nxt.start : prev.end]
+            assert shared in sentences, f"overlap is not one whole sentence: {shared!r}"
+            assert embedder.count_tokens(shared) <= OVERLAP
+            overlaps += 1
+    assert overlaps >= 1
+
+
+def test_long_section_chunks_stay_within_target(embedder):
+    text, _ = _long_section_text()
+    doc = Document("long.md", text, "markdown", "sha")
+    chunks, _ = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    assert len(chunks) >= 3
+    assert max(embedder.count_tokens(c.text) for c in chunks) <= TARGET
+
+
+@pytest.mark.parametrize("counter", ["words", "tokenizer"])
+def test_long_table_is_split_with_its_header_and_no_row_split(counter, embedder):
+    count = words if counter == "words" else embedder.count_tokens
+    text, header, rows = _table_text(60)
+    doc = Document("table.md", text, "markdown", "sha")
+    chunks, units = chunk_document(doc, count, TARGET, OVERLAP)
+    table_chunks = [c for c in chunks if any(r in c.text for r in rows)]
+    assert len(table_chunks) >= 3
+    for r in rows:
+        a = text.index(r)
+        assert sum(c.start <= a and a + len(r) <= c.end for c in chunks) == 1, r
+        assert not any(c.start < a + len(r) and a < c.end and not (c.start <= a and a + len(r) <= c.end) for c in chunks)
+    first, *rest = table_chunks
+    assert header in first.text and first.header == ""
+    for c in rest:
+        assert c.header == header and header not in c.text
+        assert c.text.startswith("| S-")
+        assert count(c.header + "\n" + c.text) <= TARGET
+    assert "closing remark" in chunks[-1].text
+    rows_units = [u for u in units if u.kind == "row"]
+    assert [u.text for u in rows_units] == rows
+    assert all(u.header == header.splitlines()[0] for u in rows_units)
+    assert rows_units[0].embed_text() == (
+        "Rainfall by station: Station: S-00; Date: 2024-01-01; Reading: 0.0 mm; "
+        "Observer note: heavy rain after noon, gutter overflowed"
+    )
+
+
+def test_every_sentence_of_a_long_list_item_is_a_unit(embedder):
+    readings = ", ".join(f"{i * 1.7:.1f}" for i in range(35))
+    item = f"- Readings in March: {readings}. Readings in April: {readings}."
+    text = "# Gauges\n\n## Data\n\n" + item + "\n- Short item.\n"
+    assert len(item) < 600 and embedder.count_tokens(item) > TARGET
+    doc = Document("items.md", text, "markdown", "sha")
+    chunks, units = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    assert len(chunks) >= 2
+    assert any(u.text.startswith("Readings in March") for u in units)
+    assert any(u.text.startswith("Readings in April") for u in units)
+
+
+# -- offsets and ids ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["markdown", "seed"])
+def test_every_chunk_and_unit_is_an_exact_span(which, md_doc, seed_doc, embedder):
+    doc = md_doc if which == "markdown" else seed_doc
+    chunks, units = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    assert len(chunks) > 20 and len(units) > 80
+    for c in chunks:
+        assert doc.text[c.start : c.end] == c.text and c.text.strip() == c.text
+        assert c.source == doc.source
+    ids = {c.id for c in chunks}
+    for u in units:
+        assert doc.text[u.start : u.end] == u.text and u.text
+        assert u.chunk_id in ids
+        owner = next(c for c in chunks if c.id == u.chunk_id)
+        assert owner.start <= u.start and u.end <= owner.end
+    # the units cover every sentence, item and table row (table header rows excepted)
+    covered = bytearray(len(doc.text))
+    for u in units:
+        covered[u.start : u.end] = b"\x01" * (u.end - u.start)
+    headers = [(b.start, b.header_end) for b in parse_blocks(doc.text, doc.kind) if b.kind == "table"]
+    for _, block in sections(parse_blocks(doc.text, doc.kind)):
+        left = "".join(
+            ch for i, ch in enumerate(doc.text[block.start : block.end], block.start)
+            if not covered[i] and not any(a <= i < b for a, b in headers)
+        )
+        assert not re.sub(r"[\s|\-:•*]+", "", left), f"not in any unit: {left[:80]!r}"
+
+
+@pytest.mark.parametrize("which", ["markdown", "seed"])
+def test_ids_are_deterministic_and_unique(which, md_doc, seed_doc, embedder):
+    doc = md_doc if which == "markdown" else seed_doc
+    path = CORPUS_MD if which == "markdown" else SEED
+    c1, u1 = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    again = load_file(path, doc.source)  # loaded afresh
+    c2, u2 = chunk_document(again, embedder.count_tokens, TARGET, OVERLAP)
+    assert [c.id for c in c1] == [c.id for c in c2]
+    assert [u.id for u in u1] == [u.id for u in u2]
+    assert len({c.id for c in c1}) == len(c1)
+    assert len({u.id for u in u1}) == len(u1)
+    assert not {c.id for c in c1} & {u.id for u in u1}
+    # ids depend on the source: the same text under another name gets other ids
+    other = Document("elsewhere/" + doc.source, doc.text, doc.kind, doc.sha)
+    c3, _ = chunk_document(other, embedder.count_tokens, TARGET, OVERLAP)
+    assert not {c.id for c in c1} & {c.id for c in c3}
+
+
+# -- HTML and other loading ------------------------------------------------------------------------
+
+HTML = """<!doctype html>
+<html><head><title>Page title</title>
+<script>var secret = "SCRIPT_SECRET";</script><style>.note { color: red }</style></head>
+<body>
+<h1>Harbour gauges</h1>
+<p>The gauges were read <b>every</b> morning
+   by the harbour master.</p>
+<h2>Stations</h2>
+<ul><li>North ridge</li><li>South pier</li></ul>
+<table>
+  <thead><tr><th>Station</th><th>Reading</th></tr></thead>
+  <tbody><tr><td>North ridge</td><td>12 mm</td></tr><tr><td>South pier</td><td>7 mm</td></tr></tbody>
+</table>
+<script>document.write("INLINE_SCRIPT")</script>
+<p>Closing words.</p>
+</body></html>
+"""
+
+
+def test_html_loading_keeps_structure_and_drops_scripts(tmp_path):
+    path = tmp_path / "gauges.html"
+    path.write_text(HTML, encoding="utf-8")
+    doc = load_file(path, "gauges.html")
+    assert doc.kind == "html"
+    assert doc.text == html_to_text(HTML)
+    assert "SCRIPT_SECRET" not in doc.text and "INLINE_SCRIPT" not in doc.text and "color" not in doc.text
+    blocks = parse_blocks(doc.text, "html")
+    heads = [(b.level, b.title) for b in blocks if b.kind == "heading"]
+    assert heads == [(1, "Harbour gauges"), (2, "Stations")]
+    paras = [doc.text[b.start : b.end] for b in blocks if b.kind == "paragraph"]
+    assert paras == ["The gauges were read every morning by the harbour master.", "Closing words."]
+    items = [doc.text[b.start : b.end] for b in blocks if b.kind == "item"]
+    assert items == ["- North ridge", "- South pier"]
+    tables = [b for b in blocks if b.kind == "table"]
+    assert len(tables) == 1
+    table = tables[0]
+    assert doc.text[table.start : table.header_end].splitlines()[0] == "| Station | Reading |"
+    assert doc.text[table.start : table.end].splitlines()[2:] == ["| North ridge | 12 mm |", "| South pier | 7 mm |"]
+    chunks, units = chunk_document(doc, words, TARGET, OVERLAP)
+    assert {c.section for c in chunks} == {(), ("Stations",)}  # the lone h1 is the document title
+    rows = [u for u in units if u.kind == "row"]
+    assert [u.embed_text() for u in rows] == [
+        "Stations: Station: North ridge; Reading: 12 mm",
+        "Stations: Station: South pier; Reading: 7 mm",
+    ]
+
+
+def test_html_text_outside_paragraph_tags_is_kept():
+    html = "<html><body><h1>Report</h1><div>The gauges overflowed twice in March.</div></body></html>"
+    assert "The gauges overflowed twice in March." in html_to_text(html)
+
+
+def test_corpus_folder_reached_through_a_symlink_keeps_relative_sources(tmp_path):
+    real = tmp_path / "real"
+    for sub, words_ in (("sub1", "Rivers rose after the storm."), ("sub2", "Mountains kept their snow.")):
+        (real / sub).mkdir(parents=True)
+        (real / sub / "a.md").write_text(f"# Note\n\n{words_}\n", encoding="utf-8")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    assert sorted(d.source for d in load_paths([real]).documents) == ["sub1/a.md", "sub2/a.md"]
+    assert sorted(d.source for d in load_paths([link]).documents) == ["sub1/a.md", "sub2/a.md"]
+
+
+def test_text_loading_rejects_bad_bytes_with_one_line(tmp_path):
+    from ingest.errors import LoadError
+
+    bad = tmp_path / "menu.txt"
+    bad.write_bytes(b"caf\xe9 au lait\n")
+    with pytest.raises(LoadError) as err:
+        load_file(bad, "menu.txt")
+    assert "UTF-8" in str(err.value) and "\n" not in str(err.value)
+    bom = tmp_path / "bom.md"
+    bom.write_bytes("\ufeff# Title\n\nBody text here.\n".encode("utf-8"))
+    assert load_file(bom, "bom.md").text.startswith("# Title")
