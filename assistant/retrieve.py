@@ -14,7 +14,7 @@ from ingest.chunk import CHUNKER_VERSION
 from ingest.embed import Embedder
 from ingest.errors import StoreError
 from ingest.records import Chunk, Unit
-from ingest.store import Store
+from ingest.store import Store, forget_clients, store_identity
 
 from .records import Hit
 from .settings import Settings
@@ -83,6 +83,10 @@ class Retriever:
         if self._index is not None and now - self._checked < _FRESHNESS_SECONDS:
             return self._index
         with self._lock:
+            if self._store is not None and store_identity(self.settings.store) != self._store.identity:
+                # the store folder was deleted and rebuilt under us: reopen it
+                self._store, self._index = None, None
+                forget_clients()
             try:
                 store = self._open()
                 fresh = store.client.get_collection(self.settings.store.collection, embedding_function=None)
@@ -101,7 +105,15 @@ class Retriever:
                 self._open()  # raises the right message
             fp = meta.get("corpus_fingerprint", "")
             if self._index is None or self._index.fingerprint != fp:
-                self._index = self._build(store, fp, meta)
+                try:
+                    self._index = self._build(store, fp, meta)
+                except Exception as err:
+                    self._store = None
+                    raise StoreError(
+                        f"could not read {self.settings.store.describe()} ({type(err).__name__}) — "
+                        "if an ingest is running, ask again when it ends; otherwise rebuild the store "
+                        "with `make ingest`"
+                    ) from None
             self._checked = now
             return self._index
 

@@ -16,7 +16,7 @@ from .records import Block, Chunk, Document, Unit
 from .sentences import sentence_spans
 from .structure import parse_blocks, sections
 
-CHUNKER_VERSION = "4"
+CHUNKER_VERSION = "5"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

@@ -19,7 +19,7 @@ class LoadResult:
     failed_sources: set[str] = field(default_factory=set)  # present but unreadable: keep what the store has
 
 
-def load_paths(paths: list[Path], max_file_mb: float = 64.0) -> LoadResult:
+def load_paths(paths: list[Path], max_file_mb: float = 10.0) -> LoadResult:
     """Load every supported file under the given files and folders.
 
     Sources are paths relative to their folder; with several folders, each source starts
@@ -83,7 +83,14 @@ def _walk(folder: Path, root: Path, real_root: Path, result: LoadResult) -> list
                 continue
             full = Path(dirpath) / name
             if full.is_symlink():
-                target = full.resolve()
+                try:
+                    target = full.resolve(strict=True)
+                except (RuntimeError, OSError):  # a loop, or a link to nothing
+                    result.problems.append(
+                        f"{_relative(full, root)}: broken or looping symbolic link, not followed — "
+                        "replace it with the file itself"
+                    )
+                    continue
                 if not target.is_relative_to(real_root):
                     _report_link(full, root, result)
                     continue
@@ -104,7 +111,7 @@ def _report_link(link: Path, root: Path, result: LoadResult) -> None:
     )
 
 
-def load_file(path: Path, source: str, max_file_mb: float = 64.0) -> Document:
+def load_file(path: Path, source: str, max_file_mb: float = 10.0) -> Document:
     kind = SUPPORTED.get(path.suffix.lower())
     if kind is None:
         raise LoadError(f"unsupported file type '{path.suffix}' — convert it to one of {', '.join(sorted(SUPPORTED))}")

@@ -24,18 +24,45 @@ def _punkt():
     return tok
 
 
+MAX_SENTENCE_CHARS = 600  # a 'sentence' longer than this (a list without stops) is cut at lines or words
+
+
 def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Spans (absolute offsets) of the sentences in text[start:end], whitespace trimmed."""
     spans: list[tuple[int, int]] = []
     # lines that end a sentence-like unit (or a label ending in ':') split first
-    piece_start = start
+    piece_start = line_start = start
     for m in re.finditer(r"\n", text[start:end]):
         pos = start + m.start()
-        if _LINE_END.search(text[piece_start:pos]) or pos - piece_start > 0 and _next_is_item(text, pos):
+        if _LINE_END.search(text[line_start:pos]) or pos > piece_start and _next_is_item(text, pos):
             spans.extend(_punkt_spans(text, piece_start, pos))
             piece_start = pos + 1
+        line_start = pos + 1
     spans.extend(_punkt_spans(text, piece_start, end))
-    return [s for s in spans if s[1] > s[0]]
+    out: list[tuple[int, int]] = []
+    for a, b in spans:
+        out.extend(_cut_long(text, a, b) if b - a > MAX_SENTENCE_CHARS else [(a, b)])
+    return [s for s in out if s[1] > s[0]]
+
+
+def _cut_long(text: str, a: int, b: int) -> list[tuple[int, int]]:
+    """Cut an over-long span at line ends, else at spaces, into pieces of at most MAX_SENTENCE_CHARS."""
+    out = []
+    while b - a > MAX_SENTENCE_CHARS:
+        window = text[a : a + MAX_SENTENCE_CHARS]
+        cut = window.rfind("\n")
+        if cut <= 0:
+            cut = window.rfind(" ")
+        if cut <= 0:
+            cut = MAX_SENTENCE_CHARS
+        x, y = _trim(text, a, a + cut)
+        if y > x:
+            out.append((x, y))
+        a += cut
+    x, y = _trim(text, a, b)
+    if y > x:
+        out.append((x, y))
+    return out
 
 
 def _next_is_item(text: str, pos: int) -> bool:

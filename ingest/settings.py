@@ -47,7 +47,7 @@ class IngestSettings:
     chunk_tokens: int = 160
     overlap_tokens: int = 32
     batch_size: int = 64
-    max_file_mb: float = 64.0
+    max_file_mb: float = 10.0  # ~1 h of embedding on 2 cores; larger files are refused, not truncated
     progress: bool = True
 
 

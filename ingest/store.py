@@ -56,7 +56,15 @@ def _client(settings: StoreSettings, create: bool):
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if settings.is_server:
         try:
+            import httpx
+
+            # chromadb's client waits forever on a frozen server: ask it with a deadline first
+            httpx.get(
+                f"http://{settings.host}:{settings.port}/api/v2/heartbeat",
+                timeout=httpx.Timeout(HTTP_TIMEOUT[1], connect=HTTP_TIMEOUT[0]),
+            ).raise_for_status()
             client = chromadb.HttpClient(host=settings.host, port=settings.port, settings=chroma_settings)
+            _bound_http_timeout(client)
             client.heartbeat()
             return client
         except Exception as err:  # connection refused, DNS, timeouts: all mean the same to a user
@@ -75,6 +83,40 @@ def _client(settings: StoreSettings, create: bool):
             f"the Chroma store at {settings.path} cannot be opened ({type(err).__name__}: {str(err)[:80]}) — "
             f"delete that folder and rebuild it with `{rebuild_hint(settings)}`"
         ) from None
+
+
+HTTP_TIMEOUT = (3.0, 10.0)  # connect, read: a frozen server must not hang every user
+
+
+def _bound_http_timeout(client) -> None:
+    """chromadb's HttpClient waits forever (httpx timeout=None); give its session a deadline.
+
+    The session is a private attribute of chromadb 1.5 (pinned <1.6 in pyproject.toml);
+    if it moves, the client keeps chromadb's own behaviour.
+    """
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(HTTP_TIMEOUT[1], connect=HTTP_TIMEOUT[0])
+
+
+def store_identity(settings: StoreSettings) -> tuple:
+    """Changes when an embedded store's files are replaced (deleted and rebuilt)."""
+    if settings.is_server:
+        return ()
+    try:
+        st = (settings.path / "chroma.sqlite3").stat()
+        return (st.st_ino, st.st_dev)
+    except OSError:
+        return ("missing",)
+
+
+def forget_clients() -> None:
+    """Drop chromadb's cached clients, so a rebuilt store is opened afresh."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
 
 
 def _meta_to_section(value: str) -> tuple[str, ...]:
@@ -136,6 +178,7 @@ class Store:
                 f"the collection '{name}' cannot be opened ({type(err).__name__}) — "
                 f"delete the store and rebuild it with `{rebuild_hint(settings)}`"
             ) from None
+        self.identity = store_identity(settings)
 
     # -- reading -----------------------------------------------------------------
     def info(self) -> CollectionInfo:
