@@ -49,6 +49,10 @@ calibrate: ingest ## recompute the abstention threshold from the eval set
 bench: install ## benchmarks: print a table and write bench/results.json
 	$(PY) -m bench
 
+load: ingest ## load test: 16 concurrent 3-turn conversations, then 500 sequential questions, via the real UI server
+	$(PY) scripts/loadtest.py --conversations 16 --turns 3 --out bench/loadtest.json
+	$(PY) scripts/loadtest.py --sequential 500 --out bench/soak.json
+
 screenshot: ingest browser ## regenerate docs/screenshot.png for the README
 	$(PY) scripts/screenshot.py
 

@@ -182,3 +182,24 @@ def test_cli_missing_store_names_the_fix(tmp_path):
     assert out.returncode == 2
     assert "python -m ingest" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_server_mode_ingest_question_and_follow_up(chroma_server, embedder, tmp_path):
+    """Scale-out path: a real `chroma run`, ingest through HttpClient, then ask and follow up."""
+    from conftest import CORPUS
+
+    from ingest.pipeline import run_ingest
+    from ingest.settings import IngestSettings, StoreSettings
+
+    host, port, _ = chroma_server
+    store = StoreSettings(host=host, port=port)
+    summary = run_ingest(IngestSettings(store=store, corpus=(CORPUS,), progress=False), embedder, log=lambda s: None)
+    assert summary.added > 0
+    assistant = Assistant(Settings(store=store), embedder)
+    first = assistant.ask("When was RSP v3 released?")
+    assert "24 February 2026" in first.text
+    follow = assistant.ask(
+        "What did it rescind?", [Turn("user", "When was RSP v3 released?"), Turn("assistant", first.text)]
+    )
+    assert "pause" in follow.text.lower()
+    check_citations(assistant, follow)
