@@ -73,30 +73,31 @@ def matches_accept(answer: str, accept: Iterable[str]) -> bool:
 # --------------------------------------------------------------------------- records
 
 
+class _Gold:
+    evidence: tuple[str, ...]
+
+    @property
+    def answerable(self) -> bool:
+        """Unanswerable questions have no evidence in the corpus."""
+        return bool(self.evidence)
+
+
 @dataclass(frozen=True)
-class Turn:
+class Turn(_Gold):
     question: str
     answer: str
     accept: tuple[str, ...]
     evidence: tuple[str, ...]
 
-    @property
-    def answerable(self) -> bool:
-        return bool(self.evidence)
-
 
 @dataclass(frozen=True)
-class Item:
+class Item(_Gold):
     id: str
     kind: str
     question: str
     answer: str
     accept: tuple[str, ...]
     evidence: tuple[str, ...]
-
-    @property
-    def answerable(self) -> bool:
-        return bool(self.evidence)
 
 
 @dataclass(frozen=True)

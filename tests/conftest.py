@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -50,6 +51,22 @@ def corpus_store(tmp_path_factory, embedder):
     store_dir = tmp_path_factory.mktemp("corpus-store")
     settings, _ = ingest_into(store_dir, [CORPUS], embedder)
     return settings
+
+
+SUMMARY = re.compile(
+    r"^(\d+) files: (\d+) chunks added, (\d+) updated, (\d+) removed, (\d+) unchanged; "
+    r"(\d+) texts embedded; (\d+) skipped; \d+\.\d s$"
+)
+
+
+def summary_of(stdout: str) -> dict[str, int]:
+    """The counts of `python -m ingest`'s one-line summary."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, stdout
+    m = SUMMARY.match(lines[0])
+    assert m, lines[0]
+    keys = ("files", "added", "updated", "removed", "unchanged", "embedded", "skipped")
+    return dict(zip(keys, map(int, m.groups())))
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, ingest_into
+from conftest import free_port, ingest_into, summary_of
 from ingest.chunk import CHUNKER_VERSION, chunk_document
 from ingest.embed import MODEL_ID
 from ingest.errors import StoreError
@@ -25,10 +25,6 @@ from ingest.store import Store, fingerprint, rebuild_hint
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
 SEED = REPO / "tests" / "data" / "rsp_seed.txt"
-SUMMARY = re.compile(
-    r"^(\d+) files: (\d+) chunks added, (\d+) updated, (\d+) removed, (\d+) unchanged; "
-    r"(\d+) texts embedded; (\d+) skipped; \d+\.\d s$"
-)
 INFO_KEYS = ("embedding_model", "chunker_version", "corpus_fingerprint", "documents", "chunks")
 GOOD_MD = (
     "# Harbour log\n\n## Morning\n\nThe tide gauges in the harbour were read at six every morning. "
@@ -51,15 +47,6 @@ def start_cli(*paths, store: Path) -> subprocess.Popen:
     return subprocess.Popen(
         cli_args(*paths, store=store), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-
-
-def summary_of(stdout: str) -> dict[str, int]:
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, stdout
-    m = SUMMARY.match(lines[0])
-    assert m, lines[0]
-    keys = ("files", "added", "updated", "removed", "unchanged", "embedded", "skipped")
-    return dict(zip(keys, map(int, m.groups())))
 
 
 def snapshot(store_path: Path, collection: str = "corpus") -> dict:

@@ -24,15 +24,11 @@ from assistant.core import NOT_IN_CORPUS, Assistant
 from assistant.errors import StoreError
 from assistant.records import Answer, Turn
 from assistant.settings import Settings
-from conftest import CORPUS, REPO, free_port, ingest_into
+from conftest import CORPUS, REPO, free_port, ingest_into, summary_of
 from ingest.settings import StoreSettings
 
 UI_EXISTS = (REPO / "ui" / "app.py").exists() and (REPO / "ui" / "__main__.py").exists()
 LOADTEST = REPO / "scripts" / "loadtest.py"
-SUMMARY = re.compile(
-    r"^(\d+) files: (\d+) chunks added, (\d+) updated, (\d+) removed, (\d+) unchanged; "
-    r"(\d+) texts embedded; (\d+) skipped; \d+\.\d s$"
-)
 GOOD_MD = (
     "# Harbour log\n\n## Morning\n\nThe tide gauges in the Zebulon harbour were read at six every morning "
     "by the harbour master. The readings went to the port office before noon.\n"
@@ -129,15 +125,6 @@ def copy_store(src: Path, dst: Path) -> Path:
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "ingest", *args, "--no-progress"]
-
-
-def summary_of(stdout: str) -> dict[str, int]:
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, stdout
-    m = SUMMARY.match(lines[0])
-    assert m, lines[0]
-    keys = ("files", "added", "updated", "removed", "unchanged", "embedded", "skipped")
-    return dict(zip(keys, map(int, m.groups())))
 
 
 def store_contents(path: Path) -> list[tuple[str, str]]:
