@@ -374,6 +374,8 @@ class GenerativeBackend:
             backend="openai",
             notice=" ".join(notes),
             confidence=sum(support) / len(support),
+            sentences_written=len(result.sentences),
+            sentences_removed=result.removed,
         )
 
     def _fallback(self, assistant, query: Query, notice: str) -> Answer:

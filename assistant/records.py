@@ -48,6 +48,8 @@ class Answer:
     backend: str = "extractive"
     notice: str = ""  # one line about a fallback or a refusal
     confidence: float = 0.0
+    sentences_written: int = 0  # generative: sentences the model wrote
+    sentences_removed: int = 0  # generative: of those, removed by verification
 
     def to_dict(self) -> dict:
         return {

@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=EVALS_DIR / "reports", help="report folder")
     parser.add_argument("--no-gate", action="store_true", help="report only; do not fail below the thresholds")
     parser.add_argument("--write", action="store_true", help="calibrate: write assistant/calibration.json")
+    parser.add_argument(
+        "--generative",
+        action="store_true",
+        help="also run the generative backend (RAG_OPENAI_BASE_URL, RAG_OPENAI_MODEL) side by side",
+    )
     args = parser.parse_args(argv)
 
     from assistant.settings import CALIBRATION_FILE, settings_from_env
@@ -29,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import report as rep
     from .dataset import EvalSetError, load_set
-    from .runner import calibrate, run
+    from .runner import GENERATIVE, VARIANTS, calibrate, run
 
     try:
         es = load_set(args.set)
@@ -42,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                 CALIBRATION_FILE.write_text(json.dumps(result, indent=1) + "\n")
                 print(f"wrote {CALIBRATION_FILE}")
             return 0
-        report = run(es, settings)
+        if args.generative and not settings.openai_base_url:
+            raise EvalSetError("--generative needs a model server: set RAG_OPENAI_BASE_URL and RAG_OPENAI_MODEL")
+        report = run(es, settings, VARIANTS + ((GENERATIVE,) if args.generative else ()))
     except (EvalSetError, IngestError) as err:
         print(f"evals: error: {err}", file=sys.stderr)
         return 2

@@ -16,6 +16,8 @@ COLUMNS = [
     ("citation_recall", "cite R"),
     ("abstain_unanswerable", "abstain (unans.)"),
     ("false_abstain", "false abstain"),
+    ("fallback_rate", "fell back"),
+    ("removed_share", "sentences removed"),
     ("latency_p50_ms", "p50 ms"),
     ("latency_p95_ms", "p95 ms"),
 ]
@@ -43,7 +45,7 @@ def markdown(report: dict) -> str:
         o = summary["overall"]
         lines.append(f"| {name} | " + " | ".join(_fmt(o[k]) for k, _ in COLUMNS) + " |")
     full = report["variants"].get("full") or next(iter(report["variants"].values()))
-    lines += ["", "## Full pipeline, by kind", "", "| kind | n | " + " | ".join(l for _, l in COLUMNS[:11]) + " |"]
+    lines += ["", "## Full pipeline, by kind", "", "| kind | n | " + " | ".join(lab for _, lab in COLUMNS[:11]) + " |"]
     lines.append("|---" * 13 + "|")
     for kind, agg in full["by_kind"].items():
         lines.append(f"| {kind} | {agg['n']} | " + " | ".join(_fmt(agg[k]) for k, _ in COLUMNS[:11]) + " |")

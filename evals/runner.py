@@ -19,6 +19,7 @@ class Variant:
     name: str
     mode: str  # hybrid, dense, bm25
     rescore: bool
+    backend: str = "extractive"
 
 
 VARIANTS = (
@@ -28,6 +29,7 @@ VARIANTS = (
     Variant("full", "hybrid", True),
 )
 FULL = "full"
+GENERATIVE = Variant("generative", "hybrid", True, "openai")
 
 
 def corpus_texts(assistant: Assistant) -> dict[str, str]:
@@ -46,16 +48,25 @@ def run_variant(es: EvalSet, assistant: Assistant, variant: Variant, texts: dict
     for item in es.items:
         answer, latency = _ask(assistant, variant, item.question, [])
         spans = [Span(h.chunk.source, h.chunk.start, h.chunk.end) for h in answer.hits]
-        rows.append(score(item, answer, spans, texts, latency) | {"confidence": answer.confidence})
+        rows.append(score(item, answer, spans, texts, latency) | _extra(answer, variant))
     for dlg in es.dialogues:
         history: list[Turn] = []
         for i, turn in enumerate(dlg.turns):
             answer, latency = _ask(assistant, variant, turn.question, history)
             spans = [Span(h.chunk.source, h.chunk.start, h.chunk.end) for h in answer.hits]
             item = _TurnItem(f"{dlg.id}.{i + 1}", "dialogue" if i else "dialogue-first", turn)
-            rows.append(score(item, answer, spans, texts, latency) | {"confidence": answer.confidence})
+            rows.append(score(item, answer, spans, texts, latency) | _extra(answer, variant))
             history += [Turn("user", turn.question), Turn("assistant", answer.text)]
     return rows
+
+
+def _extra(answer, variant: Variant) -> dict:
+    return {
+        "confidence": answer.confidence,
+        "fell_back": answer.backend != variant.backend,
+        "sentences_written": answer.sentences_written,
+        "sentences_removed": answer.sentences_removed,
+    }
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,10 @@ def aggregate(rows: list[dict]) -> dict:
         "citation_recall": _mean(float(r["cites_gold"]) for r in ans),
         "abstain_unanswerable": _mean(float(r["abstained"]) for r in una),
         "false_abstain": _mean(float(r["abstained"]) for r in ans),
+        "fallback_rate": _mean(float(r.get("fell_back", False)) for r in rows),
+        "removed_share": round(
+            sum(r.get("sentences_removed", 0) for r in rows) / max(1, sum(r.get("sentences_written", 0) for r in rows)), 4
+        ),
         "latency_p50_ms": round(1000 * statistics.median(lat), 1) if lat else None,
         "latency_p95_ms": round(1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1) if lat else None,
     }
@@ -105,13 +120,17 @@ def summarize(rows: list[dict]) -> dict:
 
 def run(es: EvalSet, settings: Settings, variants=VARIANTS, embedder=None) -> dict:
     t0 = time.perf_counter()
+    settings = replace(settings, backend="extractive")  # the generative backend is its own variant
     base = Assistant(settings, embedder)
     base.warm_up()
     texts = corpus_texts(base)
     report = {"set": es.name, "items": len(es.items), "dialogues": len(es.dialogues), "variants": {}}
     rows_by_variant = {}
     for v in variants:
-        assistant = base if v.rescore == settings.rescore else Assistant(replace(settings, rescore=v.rescore), base.embedder)
+        if v.rescore == settings.rescore and v.backend == settings.backend:
+            assistant = base
+        else:
+            assistant = Assistant(replace(settings, rescore=v.rescore, backend=v.backend), base.embedder)
         rows = run_variant(es, assistant, v, texts)
         rows_by_variant[v.name] = rows
         report["variants"][v.name] = summarize(rows)

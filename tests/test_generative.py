@@ -435,3 +435,34 @@ def test_slow_server_times_out_to_extractive(slow_server, corpus_store, embedder
     events = list(a.stream("When was RSP v3 released?"))
     assert events[-1].done and events[-1].answer.backend == "extractive"
     assert "Timeout" in events[-1].answer.notice
+
+
+@pytest.mark.generative
+def test_eval_runner_reports_generative_side_by_side(llm_server, corpus_store, embedder, tmp_path):
+    """`python -m evals --generative`: both backends on the same items, with fallbacks and removals."""
+    from dataclasses import replace
+
+    from assistant.settings import Settings
+    from evals import report as rep
+    from evals.dataset import load_set
+    from evals.runner import GENERATIVE, VARIANTS, run
+
+    es = load_set("rsp")
+    small = replace(es, items=es.items[:3] + tuple(i for i in es.items if not i.answerable)[:1], dialogues=es.dialogues[:1])
+    settings = Settings(
+        store=corpus_store.store,
+        corpus_dirs=(es.corpus_dir,),
+        openai_base_url=f"http://127.0.0.1:{llm_server}/v1",
+        openai_model="smollm2",
+        openai_context_window=1024,
+        openai_max_tokens=128,
+        openai_timeout=300.0,
+    )
+    full = next(v for v in VARIANTS if v.name == "full")
+    report = run(small, settings, (full, GENERATIVE), embedder=embedder)
+    assert set(report["variants"]) == {"full", "generative"}
+    gen = report["variants"]["generative"]["overall"]
+    assert gen["citation_validity"] == 1.0  # whatever the tiny model wrote, citations stay exact
+    assert 0.0 <= gen["fallback_rate"] <= 1.0 and 0.0 <= gen["removed_share"] <= 1.0
+    assert report["variants"]["full"]["overall"]["fallback_rate"] == 0.0
+    assert "sentences removed" in rep.markdown(report)
