@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,9 +171,3 @@ def _rerank(hits: list[Hit], scored, chunks: dict) -> list[Hit]:
     by_id = {h.chunk.id: h for h in hits}
     head = [by_id.get(cid) or Hit(chunks[cid], 0.0) for cid in sorted(best, key=lambda c: -best[c]) if cid in chunks]
     return head + [h for h in hits if h.chunk.id not in best]
-
-
-def timed(fn, *args, **kwargs):
-    t = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t

@@ -1,0 +1,1 @@
+"""Benchmarks of ingest and query (`make bench` / `python -m bench`); see bench/__main__.py."""

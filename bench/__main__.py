@@ -51,11 +51,38 @@ def _log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
+CODE = REPO  # where the workers import the code under test from: a snapshot once main() made one
+SNAPSHOT_DIRS = ("ingest", "assistant", "evals", "bench", "corpus")
+
+
+def snapshot_code(dest: Path) -> dict:
+    """Copy the code under test (and corpus/, the eval sets) so edits made while a long run
+    goes on cannot mix two versions into one set of results; returns its fingerprint."""
+    import hashlib
+    import shutil
+
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "corpus_cache", "reports", "results.*", "*.png")
+    digest = hashlib.sha1()
+    files = 0
+    for name in SNAPSHOT_DIRS:
+        src = REPO / name
+        if not src.is_dir():
+            continue
+        shutil.copytree(src, dest / name, ignore=skip)
+        if name == "bench":
+            continue
+        for path in sorted((dest / name).rglob("*")):
+            if path.is_file():
+                digest.update(path.relative_to(dest).as_posix().encode() + b"\0" + path.read_bytes())
+                files += 1
+    return {"fingerprint": digest.hexdigest()[:16], "files": files, "covers": [d for d in SNAPSHOT_DIRS if d != "bench"]}
+
+
 def _env() -> dict:
     env = dict(os.environ)
     for key in ("RAG_STORE", "RAG_CHROMA_HOST", "RAG_CHROMA_PORT", "RAG_COLLECTION", "RAG_CORPUS"):
         env.pop(key, None)  # every store here is named explicitly
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(CODE) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
@@ -85,7 +112,7 @@ def run_worker(task: str, args: dict, tmp: Path, timeout: float, step: str) -> d
     t = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "bench.worker", task, str(args_path), str(out_path)],
-        cwd=REPO,
+        cwd=CODE,
         env=_env(),
         stdout=sys.stderr,  # progress and library chatter; our stdout is the table
         timeout=timeout,
@@ -103,7 +130,7 @@ def cold_start(store: Path, runs: int, timeout: float) -> dict:
         t = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "assistant", "ask", COLD_QUESTION, "--store", str(store)],
-            cwd=REPO,
+            cwd=CODE,
             env=_env(),
             capture_output=True,
             text=True,
@@ -242,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     from ingest.runtime import prepare_environment
 
     prepare_environment()
+    import signal
+
+    # `timeout` or Ctrl-C: stop the running worker too (subprocess.run kills it on the way out)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a tiny run (~60 KB large corpus, few questions)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON (results.md is written beside it)")
@@ -268,8 +299,13 @@ def main(argv: list[str] | None = None) -> int:
         stats = build_subset(large_dir, dest, int(factor * corpus["bytes"]))
         subsets.append({"name": name, "factor": factor, "dir": str(dest), "bytes": stats["bytes"], "files": stats["files"]})
 
+    global CODE
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
         tmp = Path(tmp_name)
+        CODE = tmp / "code"
+        code = snapshot_code(CODE)
+        corpus_dir = CODE / "corpus"
+        _log(f"code under test copied to {CODE} (fingerprint {code['fingerprint']})")
         ours_store = tmp / "ours-corpus"
         _log("1/5 our pipeline on corpus/: ingest, queries, scaling")
         small = run_worker(
@@ -288,14 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         cold = cold_start(ours_store, profile.cold_runs, timeout)
         STEPS["cold_start"] = round(time.perf_counter() - t, 1)
-        large_store = tmp / "ours-large"
-        _log(f"3/5 our pipeline on the large corpus ({large['mb']} MB)")
-        big = run_worker(
-            "ours", {"store": str(large_store), "corpus": [str(large_dir)], "bare_sample": profile.bare_sample}, tmp, timeout, "ours_large"
-        )
-        _log("4/5 re-ingest of the unchanged large corpus")
-        again = run_worker("reingest", {"store": str(large_store), "corpus": [str(large_dir)]}, tmp, timeout, "reingest")
-        _log("5/5 plain llama-index pipeline: corpus/, queries, large corpus")
+        _log("3/5 plain llama-index pipeline: corpus/, queries, large corpus")
         plain = run_worker(
             "plain",
             {
@@ -310,7 +339,16 @@ def main(argv: list[str] | None = None) -> int:
             timeout,
             "plain_llamaindex",
         )
+        large_store = tmp / "ours-large"
+        _log(f"4/5 our pipeline on the large corpus ({large['mb']} MB)")
+        big = run_worker(
+            "ours", {"store": str(large_store), "corpus": [str(large_dir)], "bare_sample": profile.bare_sample}, tmp, timeout, "ours_large"
+        )
+        _log("5/5 re-ingest of the unchanged large corpus")
+        again = run_worker("reingest", {"store": str(large_store), "corpus": [str(large_dir)]}, tmp, timeout, "reingest")
+    code["chunker_version"] = small.get("chunker_version")
     results = assemble(profile, mach, corpus, large, small, cold, big, again, plain, time.perf_counter() - t0)
+    results["code"] = code
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     md_path = args.out.with_suffix(".md")

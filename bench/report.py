@@ -51,7 +51,7 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
         ("query corpus/", "cold start to first answer", _f(cold["seconds"], 2, " s")),
         ("query corpus/", f"QPS, {q['concurrent']['clients']} clients · 1 client", f"{_f(q['concurrent']['qps'])} · {_f(q['single_client_qps'])}"),
         ("query corpus/", "recall@5 (ours · plain)", f"{q['recall@5']:.3f} · {pl['query']['recall@5']:.3f}"),
-        ("re-ingest", "unchanged large corpus", f"{_f(re_['ingest_seconds'], 1, ' s')} ({100 * (re_['fraction_of_full_ingest'] or 0):.1f} % of full)"),
+        ("re-ingest", "unchanged large corpus", f"{_f(re_['ingest_seconds'], 1, ' s')} ({100 * (re_['fraction_of_full_ingest'] or 0):.1f} % of full; {re_['embedded_texts']} texts re-embedded)"),
         ("plain llama-index", "nodes corpus/ · large", f"{pl['corpus']['nodes']} · {pl.get('large', {}).get('nodes', 'n/a')}"),
         ("plain llama-index", "large ingest (ours · plain)", f"{_f(big['ingest_seconds'], 1, ' s')} · {_f(pl.get('large', {}).get('ingest_seconds'), 1, ' s')}"),
         ("plain llama-index", "node text past the 256-token window", f"{100 * pl.get('large', {}).get('truncated_share', 0):.0f} % (never embedded)"),
@@ -67,11 +67,20 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
     return out
 
 
+def _code_line(r: dict) -> str:
+    code = r.get("code") or {}
+    return (
+        f"code under test: fingerprint {code.get('fingerprint', '?')} of {', '.join(code.get('covers', []))}; "
+        f"chunker v{code.get('chunker_version', '?')}"
+    )
+
+
 def table(r: dict) -> str:
     m = r["machine"]
     lines = [
         f"Benchmarks ({r['mode']}) — {m['cores']} cores, Python {m['python']}, torch {m['torch']}, "
         f"load avg {m['load_avg_start']} → {m['load_avg_end']}; total {r['total_seconds']:.0f} s",
+        _code_line(r),
         "",
     ]
     data = rows(r)
@@ -90,7 +99,9 @@ def markdown(r: dict) -> str:
     head = (
         f"Benchmarks ({r['mode']} run, {r['when']}): {m['cores']} CPU cores ({m['cpu'] or 'unknown CPU'}), "
         f"Python {m['python']}, torch {m['torch']}; load average {m['load_avg_start']} at start. "
-        "Produced by `make bench`; figures in `bench/results.json`.\n\n"
+        "Produced by `make bench`; figures in `bench/results.json`; "
+        + _code_line(r)
+        + ".\n\n"
     )
     lines = ["| Area | Measure | Value |", "|---|---|---|"]
     last = None

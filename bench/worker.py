@@ -106,6 +106,7 @@ def _ingest_record(summary, seconds: float, cpu: float, tokens: int | None) -> d
         "embed_share": round(summary.embed_seconds / seconds, 4) if seconds else 0.0,
         "chunks_per_s": round(chunks / seconds, 2) if seconds else 0.0,
         "problems": len(summary.problems),
+        "rebuilt": summary.rebuilt,
     }
     if tokens is not None:
         out["embedded_tokens"] = tokens
@@ -299,8 +300,11 @@ def task_ours(args: dict) -> dict:
     t = time.perf_counter()
     tokens = sum(embedder.count_tokens(x) for x in texts)
     count_seconds = time.perf_counter() - t
+    from ingest.chunk import CHUNKER_VERSION
+
     result = {
         "torch_threads": torch.get_num_threads(),
+        "chunker_version": CHUNKER_VERSION,
         "ingest": _ingest_record(summary, seconds, cpu, tokens)
         | {
             "wall_seconds": round(wall, 3),

@@ -333,12 +333,6 @@ class Store:
         )
         self.chunks.modify(metadata=meta)
 
-    def clear_info(self) -> None:
-        """Mark the collection as being rebuilt (a query refuses it until ingest ends)."""
-        meta = dict(self.chunks.metadata or {})
-        meta["embedding_model"] = ""
-        self.chunks.modify(metadata=meta)
-
     def drop(self) -> None:
         for name in (self.settings.collection, self.settings.collection + UNITS_SUFFIX):
             try:
