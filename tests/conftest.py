@@ -69,6 +69,16 @@ def summary_of(stdout: str) -> dict[str, int]:
     return dict(zip(keys, map(int, m.groups())))
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 15) -> None:
+    """Terminate a child process, killing it if it does not stop within `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,8 +107,4 @@ def chroma_server(tmp_path):
         proc.kill()
         pytest.fail("chroma run did not start within 30 s")
     yield ("127.0.0.1", port, proc)
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc, 10)

@@ -26,7 +26,7 @@ import pytest
 from assistant import verify
 from assistant.records import Answer, Turn
 
-from conftest import free_port
+from conftest import free_port, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_SCRIPT = REPO / "scripts" / "llm-server.sh"
@@ -315,12 +315,7 @@ def llm_server(tmp_path_factory):
         _wait_for_models(port, proc, SERVER_START_SECONDS)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 15)
 
 
 def _assistant(store, embedder, base_url: str, **kw):

@@ -24,7 +24,7 @@ from assistant.core import NOT_IN_CORPUS, Assistant
 from assistant.errors import StoreError
 from assistant.records import Answer, Turn
 from assistant.settings import Settings
-from conftest import CORPUS, REPO, free_port, ingest_into, summary_of
+from conftest import CORPUS, REPO, free_port, ingest_into, summary_of, stop_process
 from ingest.settings import StoreSettings
 
 UI_EXISTS = (REPO / "ui" / "app.py").exists() and (REPO / "ui" / "__main__.py").exists()
@@ -539,11 +539,7 @@ def test_a_chroma_server_that_stops_mid_session_is_a_store_error_then_recovers(s
                 time.sleep(1.0)
         assert answer is not None and not answer.abstained, "no recovery after the server came back"
     finally:
-        restarted.terminate()
-        try:
-            restarted.wait(15)
-        except subprocess.TimeoutExpired:
-            restarted.kill()
+        stop_process(restarted, 15)
 
 
 def test_a_chroma_server_that_freezes_is_a_store_error_not_a_hang(server_assistant):

@@ -13,7 +13,7 @@ import pytest
 
 from assistant.core import NOT_IN_CORPUS, Assistant
 from assistant.settings import Settings
-from conftest import CORPUS, REPO, free_port
+from conftest import CORPUS, REPO, free_port, stop_process
 from ui import build_app
 
 
@@ -187,8 +187,4 @@ def test_main_with_auth_file_and_a_missing_store_starts_and_reports(tmp_path):
         assert "store is not available" in msg and str(tmp_path) not in msg and "Traceback" not in msg
         assert proc.poll() is None, "the server keeps serving"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 15)
