@@ -34,13 +34,15 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
         ("large corpus", "share of time embedding", f"{100 * big['embed_share']:.1f} %"),
         ("large corpus", "embed rate: pipeline · bare model", f"{_f(emb['pipeline_embed_tokens_per_s'], 0)} · {_f(emb['bare_tokens_per_s'], 0)} tokens/s"),
         ("large corpus", "pipeline / bare (embed phase · end to end)", f"{_x(emb['pipeline_embed_vs_bare'])} · {_x(emb['pipeline_end_to_end_vs_bare'])}"),
+        ("large corpus", "pipeline / bare in bf16 too (overhead)", _x(emb.get("pipeline_embed_vs_bare_same_precision"))),
         ("large corpus", "per CPU-second: pipeline / bare", _x(emb["pipeline_embed_vs_bare_per_cpu_s"])),
     ]
     for s in r["scaling"]:
         out.append(
             (
                 "scaling",
-                f"{s['name']} ({s['bytes'] / 1000:.0f} KB, {s['chunks']} chunks)",
+                (s["name"] if s["name"].endswith("x") else f"{s['name']} = {s['factor']:g}x")
+                + f" ({s['bytes'] / 1000:,.0f} KB, {s['chunks']:,} chunks)",
                 f"{_f(s['ms_per_chunk'], 1)} ms/chunk · retrieve p50 {_f(s['retrieve']['p50_ms'], 1)} ms",
             )
         )

