@@ -59,8 +59,10 @@ def _weighted_terms(query: Query, stats: TermStats) -> tuple[dict[str, float], f
 
 
 def unknown_share(query: Query, stats: TermStats) -> float:
-    """Share of the question's words the corpus never uses (idf-weighted)."""
-    terms = set(content_terms(query.focus))
+    """Share of the question's words the corpus never uses. A follow-up is judged with the
+    turns it leans on: in 'In which book?' after a question about an argument, 'book' is one
+    word of the request, not all of it."""
+    terms = set(content_terms(query.text))
     if not terms:
         return 0.0
     return sum(1 for t in terms if not stats.known(t)) / len(terms)

@@ -93,6 +93,22 @@ def test_follow_up_what_about(assistant):
     assert "No explicit pause" in a2.text
 
 
+def test_short_follow_up_with_a_word_the_corpus_lacks_is_answered(assistant):
+    """'In what book?' names one word the corpus never uses; judged with the turn it leans on,
+    that word is one of several, so the answer is not suppressed as off-corpus."""
+    from assistant.answer import unknown_share
+    from assistant.conversation import Query
+
+    q1 = "Which researcher says AI should be constrained by default?"
+    stats = assistant.retriever.index().stats
+    assert unknown_share(Query("In what book?"), stats) == 1.0
+    assert unknown_share(Query("In what book?", q1), stats) < 0.5
+    a1 = assistant.ask(q1)
+    a2 = assistant.ask("In what book?", [Turn("user", q1), Turn("assistant", a1.text)])
+    assert not a2.abstained and "Human Compatible" in a2.text
+    check_citations(assistant, a2)
+
+
 @pytest.mark.parametrize(
     "question, fragment",
     [
