@@ -1,6 +1,7 @@
 """The packaged all-MiniLM-L6-v2 model: loaded once on first use, encodes in batches."""
 from __future__ import annotations
 
+import contextlib
 import threading
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -20,8 +21,6 @@ def _native_bf16() -> bool:
 
 
 def _autocast(on: bool):
-    import contextlib
-
     import torch
 
     return torch.autocast("cpu", dtype=torch.bfloat16) if on else contextlib.nullcontext()
