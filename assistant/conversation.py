@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from .records import Turn
+from .records import NOT_IN_CORPUS, Turn
 from .terms import content_terms
 
 _LEADS = re.compile(
@@ -20,6 +20,11 @@ _ANAPHORA = re.compile(
     re.IGNORECASE,
 )
 _BARE_DEMONSTRATIVE = re.compile(r"\b(this|that)\s*[?.!]?\s*$", re.IGNORECASE)
+# 'that law', 'this version' point back; 'say that the …' (a clause follows) does not
+_DEMONSTRATIVE_NOUN = re.compile(
+    r"\b(this|that)\s+(?!(the|a|an|it|its|they|their|there|he|his|she|her|we|our|you|is|was|are|were|"
+    r"will|would|can|could|should|has|have|had|does|did|do|not|no|all|any|some|each|every)\b)[a-z]", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,9 @@ class Query:
 
 
 def is_followup(question: str) -> bool:
-    """Does the question lean on an earlier turn (pronoun, ellipsis, 'and …', 'what about …')?"""
-    if _LEADS.match(question) or _ANAPHORA.search(question) or _BARE_DEMONSTRATIVE.search(question):
+    """Does the question lean on an earlier turn (pronoun, 'that law', ellipsis, 'and …', 'what about …')?"""
+    pointers = (_ANAPHORA, _BARE_DEMONSTRATIVE, _DEMONSTRATIVE_NOUN)
+    if _LEADS.match(question) or any(p.search(question) for p in pointers):
         return True
     return len(content_terms(question)) <= 1
 
@@ -52,4 +58,14 @@ def resolve(question: str, history: Sequence[Turn], max_turns: int = 6) -> Query
         return Query(question)
     # the previous question may itself have leaned on the one before it
     previous = resolve(earlier[-1], [Turn("user", q) for q in earlier[:-1]], max_turns)
-    return Query(question, previous.text)
+    return Query(question, f"{previous.text} {_last_answer(history)}".strip())
+
+
+_MARKER = re.compile(r"\[\d+\]")
+
+
+def _last_answer(history: Sequence[Turn]) -> str:
+    """The assistant's last answer without its citation markers ('' if it abstained): what
+    'that law' or 'the one after that' may point at."""
+    said = next((t.content for t in reversed(history) if t.role == "assistant"), "")
+    return "" if said.strip() == NOT_IN_CORPUS else _MARKER.sub(" ", said).strip()

@@ -13,11 +13,10 @@ from . import answer as extractive
 from . import qtype
 from .conversation import Query, resolve
 from .errors import QuestionError
-from .records import Answer, Citation, Hit, Turn
+from .records import NOT_IN_CORPUS, Answer, Citation, Hit, Turn
 from .retrieve import Retriever
 from .settings import Settings
 
-NOT_IN_CORPUS = "The corpus does not say."
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 
 

@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, field
 
 from ingest.records import Chunk
 
+NOT_IN_CORPUS = "The corpus does not say."  # the whole answer when the documents do not say
+
 
 @dataclass(frozen=True)
 class Turn:

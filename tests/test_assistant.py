@@ -93,6 +93,20 @@ def test_follow_up_what_about(assistant):
     assert "No explicit pause" in a2.text
 
 
+def test_follow_up_query_carries_the_last_answer_without_markers():
+    """'that law' may be named only in the previous answer; an abstention adds nothing."""
+    from assistant.conversation import resolve
+    from assistant.records import NOT_IN_CORPUS
+
+    q1 = "What did Anthropic publish in October 2025?"
+    said = "October 2025: SB 53 Frontier Compliance Framework published [1]"
+    q = resolve("When did that law take effect?", [Turn("user", q1), Turn("assistant", said)])
+    assert q.focus == "When did that law take effect?"
+    assert q1 in q.context and "SB 53 Frontier Compliance Framework published" in q.context and "[1]" not in q.context
+    assert resolve("When did that law take effect?", [Turn("user", q1), Turn("assistant", NOT_IN_CORPUS)]).context == q1
+    assert resolve("What is ASL-3?", [Turn("user", q1), Turn("assistant", said)]).context == ""  # not a follow-up
+
+
 def test_short_follow_up_with_a_word_the_corpus_lacks_is_answered(assistant):
     """'In what book?' names one word the corpus never uses; judged with the turn it leans on,
     that word is one of several, so the answer is not suppressed as off-corpus."""
