@@ -152,17 +152,17 @@ def _write_group(store, group, manifest, settings, embedder, summary, bar) -> No
     summary.embedded += len(texts)
     n_chunks = sum(len(cs) for _, cs, _ in group)
     chunk_vecs, unit_vecs = vecs[:n_chunks], vecs[n_chunks:]
-    ci = ui = 0
+    files, ci, ui = [], 0, 0
     for doc, chunks, units in group:
-        old = manifest.get(doc.source)
-        if old:
+        if manifest.get(doc.source):
             store.delete_source(doc.source)
             summary.updated += len(chunks)
         else:
             summary.added += len(chunks)
-        store.add(chunks, chunk_vecs[ci : ci + len(chunks)], units, unit_vecs[ui : ui + len(units)], doc.sha)
+        files.append((chunks, chunk_vecs[ci : ci + len(chunks)], units, unit_vecs[ui : ui + len(units)], doc.sha))
         ci += len(chunks)
         ui += len(units)
+    store.add(files)
 
 
 class _NoBar:

@@ -276,9 +276,19 @@ class Store:
         self.units.delete(where={"source": source})
         self.chunks.delete(where={"source": source})
 
-    def add(self, chunks: list[Chunk], chunk_vecs: np.ndarray, units: list[Unit], unit_vecs: np.ndarray, sha: str) -> None:
-        """Write one file's chunks and units (upsert: ids are deterministic, so a retry never duplicates)."""
-        file_meta = {"file_sha": sha, "file_chunks": len(chunks), "file_units": len(units)}
+    def add(self, files: Sequence[tuple[list[Chunk], np.ndarray, list[Unit], np.ndarray, str]]) -> None:
+        """Write files' (chunks, chunk vectors, units, unit vectors, file sha) in few round trips
+        (upsert: ids are deterministic, so a retry never duplicates). Units first, chunks last:
+        a file counts as present only once its chunks are all there."""
+        units, chunks, unit_meta, chunk_meta = [], [], [], []
+        for cs, _, us, _, sha in files:
+            file_meta = {"file_sha": sha, "file_chunks": len(cs), "file_units": len(us)}
+            units += us
+            unit_meta += [file_meta] * len(us)
+            chunks += cs
+            chunk_meta += [file_meta] * len(cs)
+        unit_vecs = np.concatenate([f[3] for f in files]) if units else None
+        chunk_vecs = np.concatenate([f[1] for f in files]) if chunks else None
         for i in range(0, len(units), _PAGE):
             part = units[i : i + _PAGE]
             self.units.upsert(
@@ -294,12 +304,11 @@ class Store:
                         "start": u.start,
                         "end": u.end,
                         "header": u.header,
-                        **file_meta,
+                        **meta,
                     }
-                    for u in part
+                    for u, meta in zip(part, unit_meta[i : i + _PAGE])
                 ],
             )
-        # chunks last: a file counts as present only once its chunks are all there
         for i in range(0, len(chunks), _PAGE):
             part = chunks[i : i + _PAGE]
             self.chunks.upsert(
@@ -313,9 +322,9 @@ class Store:
                         "start": c.start,
                         "end": c.end,
                         "header": c.header,
-                        **file_meta,
+                        **meta,
                     }
-                    for c in part
+                    for c, meta in zip(part, chunk_meta[i : i + _PAGE])
                 ],
             )
 
