@@ -47,7 +47,7 @@ class IngestSettings:
     chunk_tokens: int = 160
     overlap_tokens: int = 32
     batch_size: int = 32  # 64 is no faster on CPU and doubles peak activation memory
-    max_file_mb: float = 10.0  # ~1 h of embedding on 2 cores; larger files are refused, not truncated
+    max_file_mb: float = 10.0  # ~9 min of embedding on 2 cores (make bench); larger files are refused, not truncated
     progress: bool = True
 
 
