@@ -1,9 +1,14 @@
 """Cut documents into passages along their structure, and passages into quotable units.
 
-Sections are cut at headings; paragraphs, list items and table rows are never split while
-they fit; a table that has to be cut carries its header row with every part; a long
-section overlaps its chunks by one short sentence. Every chunk and unit is an exact span
-of the document text.
+Sections are cut at headings; paragraphs, list items, table rows and code blocks are never
+split while they fit; a table that has to be cut carries its header row with every part; a
+code block that has to be cut is cut at line ends (a line longer than a chunk, at spaces);
+a long section overlaps its chunks by one short sentence. Every chunk and unit is an exact
+span of the document text.
+
+Units are sentences, list items, table rows and code: a code block (its lines without the
+fence lines) is one unit of kind "code", never cut into sentences; a code block cut across
+chunks gives one code unit per part. A PDF's chunks and units carry their (first, last) page.
 """
 from __future__ import annotations
 
@@ -12,11 +17,12 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from .records import Block, Chunk, Document, Unit
+from .records import Block, Chunk, Document, Unit, page_range
 from .sentences import sentence_spans
-from .structure import parse_blocks, sections
+from .structure import code_body, parse_blocks, sections, trim_lines
 
-CHUNKER_VERSION = "5"
+# v6: code units, page ranges of PDFs, HTML text without spaces around inline elements
+CHUNKER_VERSION = "6"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]
@@ -27,7 +33,7 @@ class _Piece:
     start: int
     end: int
     tokens: int
-    kind: str  # block kind, or "part" for a piece of a split paragraph
+    kind: str  # block kind ("code" also for a part of a cut code block), or "part" for a piece of a split paragraph
     header: str = ""  # table pieces that lack their header rows
 
 
@@ -41,13 +47,23 @@ def chunk_document(
     """Chunks and units of one document."""
     text = doc.text
     chunks: list[Chunk] = []
-    for trail, blocks in _group_by_section(sections(parse_blocks(text, doc.kind))):
-        pieces = [p for b in blocks for p in _pieces(text, b, count_tokens, target)]
+    items = sections(parse_blocks(text, doc.kind))
+    code_parts: dict[int, list[tuple[int, int]]] = {}  # a code block's start: its pieces
+    for trail, blocks in _group_by_section(items):
+        pieces: list[_Piece] = []
+        for block in blocks:
+            parts = _pieces(text, block, count_tokens, target)
+            if block.kind == "code":
+                code_parts[block.start] = [(p.start, p.end) for p in parts]
+            pieces += parts
         for start, end, header in _pack(text, pieces, count_tokens, target, overlap):
             chunks.append(
-                Chunk(stable_id(doc.source, start, end), doc.source, trail, start, end, text[start:end], header)
+                Chunk(
+                    stable_id(doc.source, start, end), doc.source, trail, start, end, text[start:end], header,
+                    page_range(doc.page_starts, start, end),
+                )
             )
-    units = _units(doc, chunks)
+    units = _units(doc, chunks, [b for _, b in items], code_parts)
     return chunks, units
 
 
@@ -67,7 +83,9 @@ def _pieces(text: str, block: Block, count: TokenCounter, target: int) -> list[_
         return [_Piece(block.start, block.end, tokens, block.kind)]
     if block.kind == "table":
         return _table_pieces(text, block, count, target)
-    # a long paragraph, item or code block: whole sentences, packed up to the target
+    if block.kind == "code":
+        return _code_pieces(text, block, count, target)
+    # a long paragraph or item: whole sentences, packed up to the target
     out: list[_Piece] = []
     for a, b in sentence_spans(text, block.start, block.end):
         t = count(text[a:b])
@@ -95,6 +113,32 @@ def _table_pieces(text: str, block: Block, count: TokenCounter, target: int) -> 
             out[-1] = _Piece(last.start, b, last.tokens + t, "table", last.header)
         else:
             out.append(_Piece(a, b, t, "table", header))
+    return out
+
+
+def _code_pieces(text: str, block: Block, count: TokenCounter, target: int) -> list[_Piece]:
+    """Whole lines (fence lines included), packed up to the target; a line over the target
+    alone is cut at spaces."""
+    out: list[_Piece] = []
+    for a, b in _row_spans(text, block.start, block.end):
+        t = count(text[a:b])
+        for a2, b2, t2 in _word_parts(text, a, b, count, target) if t > target else [(a, b, t)]:
+            if out and out[-1].tokens + t2 <= target:
+                out[-1] = _Piece(out[-1].start, b2, out[-1].tokens + t2, "code")
+            else:
+                out.append(_Piece(a2, b2, t2, "code"))
+    return out
+
+
+def _word_parts(text: str, a: int, b: int, count: TokenCounter, target: int) -> list[tuple[int, int, int]]:
+    """A line cut at spaces into parts of at most `target` tokens (a single longer word stays whole)."""
+    out: list[tuple[int, int, int]] = []
+    for m in re.finditer(r"\S+", text[a:b]):
+        s, e, t = a + m.start(), a + m.end(), count(m.group())
+        if out and out[-1][2] + t <= target:
+            out[-1] = (out[-1][0], e, out[-1][2] + t)
+        else:
+            out.append((s, e, t))
     return out
 
 
@@ -142,12 +186,13 @@ def _overlap_piece(text: str, last: _Piece, count: TokenCounter, overlap: int) -
     return _Piece(a, b, t, "overlap") if t <= overlap else None
 
 
-def _units(doc: Document, chunks: list[Chunk]) -> list[Unit]:
-    """Sentences, list items and table rows, each assigned to the first chunk that holds it."""
+def _units(
+    doc: Document, chunks: list[Chunk], blocks: list[Block], code_parts: dict[int, list[tuple[int, int]]]
+) -> list[Unit]:
+    """Sentences, list items, table rows and code, each assigned to the first chunk that holds it."""
     text = doc.text
     units: list[Unit] = []
     seen: set[tuple[int, int]] = set()
-    blocks = [b for _, b in sections(parse_blocks(text, doc.kind))]
     spans: list[tuple[str, int, int, str]] = []
     for block in blocks:
         if block.kind == "table":
@@ -164,7 +209,13 @@ def _units(doc: Document, chunks: list[Chunk]) -> list[Unit]:
             # an item cut across chunks is quoted sentence by sentence
             for s, e in [(a, block.end)] if whole else sentence_spans(text, a, block.end):
                 spans.append(("item", s, e, ""))
-        elif block.kind in ("paragraph", "code"):
+        elif block.kind == "code":
+            body_start, body_end = code_body(text, block)
+            for a, b in code_parts.get(block.start, [(block.start, block.end)]):
+                s, e = trim_lines(text, max(a, body_start), min(b, body_end))
+                if e > s:
+                    spans.append(("code", s, e, ""))
+        elif block.kind == "paragraph":
             spans += [("sentence", a, b, "") for a, b in sentence_spans(text, block.start, block.end)]
     for kind, a, b, header in spans:
         if (a, b) in seen:
@@ -174,6 +225,9 @@ def _units(doc: Document, chunks: list[Chunk]) -> list[Unit]:
             continue
         seen.add((a, b))
         units.append(
-            Unit(stable_id(doc.source, a, b, "u"), owner.id, doc.source, owner.section, kind, a, b, text[a:b], header)
+            Unit(
+                stable_id(doc.source, a, b, "u"), owner.id, doc.source, owner.section, kind, a, b, text[a:b], header,
+                page_range(doc.page_starts, a, b),
+            )
         )
     return units

@@ -1,4 +1,17 @@
-"""Read files and folders into Documents; every problem becomes one line naming the fix."""
+"""Read files and folders into Documents; every problem becomes one line naming the fix.
+
+A Document's text is what every offset refers to, so it must be reproducible from the file:
+`load_file(path, source)` is the one way to read a file, at ingest and when a citation is
+shown again. A PDF's text is its pages' texts (pypdf `extract_text`, stripped) joined by a
+blank line, and `Document.page_starts` maps it back to the pages: for a source and an offset
+range, `doc = load_file(path, source)`, then `doc.page_range(start, end) -> (first, last)` and
+`doc.page_span(page) -> (start, end)` of that page's text (see `ingest.records`). A PDF's
+`sha` also names the pypdf version, so a pypdf that extracts differently re-ingests it.
+
+HTML becomes Markdown-like text: headings, paragraphs, list items, pipe tables, fenced
+`<pre>`. Inline elements (`<a>`, `<code>`, `<em>`, …) join their neighbours as the browser
+shows them, without invented spaces; block elements are separated; `<br>` ends a line.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LoadError
-from .records import Document
+from .records import PAGE_SEP, Document
 
 SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 
@@ -128,8 +141,10 @@ def load_file(path: Path, source: str, max_file_mb: float = 10.0) -> Document:
     except OSError as err:
         raise LoadError(f"cannot read ({err.strerror}) — check the file") from None
     sha = hashlib.sha1(data).hexdigest()
+    page_starts: tuple[int, ...] = ()
     if kind == "pdf":
-        text = _pdf_text(data)
+        text, page_starts, extractor = _pdf_text(data)
+        sha = hashlib.sha1(data + b"\x00" + extractor.encode()).hexdigest()
     else:
         try:
             text = data.decode("utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8")
@@ -143,13 +158,15 @@ def load_file(path: Path, source: str, max_file_mb: float = 10.0) -> Document:
             text = html_to_text(text)
     if not text.strip():
         raise LoadError("no text in it — is it empty, or a scanned PDF that needs OCR first?")
-    return Document(source=source, text=text, kind=kind, sha=sha)
+    return Document(source=source, text=text, kind=kind, sha=sha, page_starts=page_starts)
 
 
-def _pdf_text(data: bytes) -> str:
+def _pdf_text(data: bytes) -> tuple[str, tuple[int, ...], str]:
+    """The PDF's text, where each page starts in it, and the extractor that read it."""
     import io
     import logging
 
+    import pypdf
     from pypdf import PdfReader
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -164,11 +181,69 @@ def _pdf_text(data: bytes) -> str:
         raise LoadError(
             f"broken or unreadable PDF ({type(err).__name__}) — check that it opens in a PDF viewer, or export it again"
         ) from None
-    return "\n\n".join(p.strip() for p in pages if p.strip())
+    parts: list[str] = []
+    starts: list[int] = []
+    pos = 0
+    for page in pages:
+        page = page.strip()
+        if page and parts:
+            pos += len(PAGE_SEP)
+        starts.append(pos)  # an empty page starts (and ends) where the text so far ends
+        if page:
+            parts.append(page)
+            pos += len(page)
+    return PAGE_SEP.join(parts), tuple(starts), f"pypdf {pypdf.__version__}"
 
 
 _BLOCKS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "table", "pre", "blockquote", "dt", "dd", "figcaption", "caption"}
+# containers that hold blocks: their text is a paragraph of its own when it holds no block tag
+_CONTAINERS = {"div", "section", "article", "main", "header", "footer", "aside", "ul", "ol", "dl", "figure", "form",
+               "fieldset", "address", "details", "summary", "hgroup", "menu", "center"}
+# everything a browser lays out on lines of its own; any other tag is inline and adds no space
+_BREAKING = _BLOCKS | _CONTAINERS | {"tr", "td", "th", "thead", "tbody", "tfoot", "hr", "body", "html", "option"}
 _SKIP = {"script", "style", "noscript", "template", "head", "nav", "svg", "iframe", "object"}
+_BR = "\x00"  # stands for <br> until the lines are cleaned (a loaded text has no NUL)
+
+
+def _flat_text(node, pre: bool = False) -> str:
+    """The text of a node as laid out inline: strings as they are, a space around each
+    block-level descendant, _BR (or a newline inside <pre>) for <br>. Iterative: any depth."""
+    from bs4 import NavigableString, Tag
+
+    out: list[str] = []
+    stack = [(iter(node.children), "")]
+    while stack:
+        children, closing = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            out.append(closing)
+        elif type(child) is NavigableString:  # not comments, doctypes or CDATA
+            out.append(str(child))
+        elif isinstance(child, Tag):
+            if child.name == "br":
+                out.append("\n" if pre else _BR)
+                continue
+            sep = " " if child.name in _BREAKING and not pre else ""
+            out.append(sep)
+            stack.append((iter(child.children), sep))
+    return "".join(out)
+
+
+def _clean(s: str, lines: bool = False) -> str:
+    """Whitespace collapsed; with `lines`, each <br> ends a line (empty lines dropped)."""
+    if not lines:
+        return " ".join(s.replace(_BR, " ").split()).replace("|", "/")
+    kept = (" ".join(line.split()).replace("|", "/") for line in s.split(_BR))
+    return "\n".join(line for line in kept if line)
+
+
+def _fence(body: str) -> str:
+    """A backtick fence longer than any backtick run that starts a line of the body."""
+    import re
+
+    runs = [len(m.group(1)) for m in re.finditer(r"^[ \t]*(`{3,})", body, re.M)]
+    return "`" * max([3] + [n + 1 for n in runs])
 
 
 def html_to_text(html: str) -> str:
@@ -176,27 +251,29 @@ def html_to_text(html: str) -> str:
 
     Text outside the usual block tags (in a <div>, a <section>, or bare in <body>) is kept as
     paragraphs too: nothing on the page is dropped but scripts, styles and navigation.
+    Inline elements join their neighbours without added spaces (`Run <code>rustdoc</code>.`
+    is `Run rustdoc.`); `<br>` ends a line of a paragraph (a space in headings, items and
+    cells); `<pre>` keeps its lines, fenced as code.
     """
+    import re
+
     from bs4 import BeautifulSoup, NavigableString, Tag
 
-    soup = BeautifulSoup(html, "html.parser")
+    soup = BeautifulSoup(html.replace("\x00", ""), "html.parser")
     for tag in soup(list(_SKIP)):
         tag.decompose()
     out: list[str] = []
 
-    def clean(s: str) -> str:
-        return " ".join(s.split()).replace("|", "/")
-
     def emit(el: Tag) -> None:
         name = el.name
         if name[0] == "h" and name[1:].isdigit():
-            text = clean(el.get_text(" "))
+            text = _clean(_flat_text(el))
             if text:
                 out.append("#" * int(name[1]) + " " + text)
         elif name == "table":
             rows = []
             for tr in el.find_all("tr"):
-                cells = [clean(c.get_text(" ")) for c in tr.find_all(["th", "td"])]
+                cells = [_clean(_flat_text(c)) for c in tr.find_all(["th", "td"])]
                 if cells:
                     rows.append("| " + " | ".join(cells) + " |")
             if rows:
@@ -204,13 +281,17 @@ def html_to_text(html: str) -> str:
                 rows.insert(1, "|" + "---|" * width)
                 out.append("\n".join(rows))
         elif name == "li":
-            text = clean(el.get_text(" "))
+            text = _clean(_flat_text(el))
             if text:
                 out.append("- " + text)
         elif name == "pre":
-            out.append("```\n" + el.get_text() + "\n```")
+            # the browser drops one newline right after <pre>; blank edges carry nothing
+            body = re.sub(r"\A(?:[ \t]*\r?\n)+", "", _flat_text(el, pre=True)).rstrip()
+            if body:
+                fence = _fence(body)
+                out.append(f"{fence}\n{body}\n{fence}")
         else:
-            text = clean(el.get_text(" "))
+            text = _clean(_flat_text(el), lines=True)
             if text:
                 out.append(text)
 
@@ -218,7 +299,7 @@ def html_to_text(html: str) -> str:
         loose: list[str] = []  # inline text between blocks becomes a paragraph
 
         def flush() -> None:
-            text = clean(" ".join(loose))
+            text = _clean("".join(loose), lines=True)
             if text:
                 out.append(text)
             loose.clear()
@@ -228,18 +309,20 @@ def html_to_text(html: str) -> str:
                 if type(child) is NavigableString:  # not comments, doctypes or CDATA
                     loose.append(str(child))
             elif isinstance(child, Tag):
-                if child.name in _BLOCKS:
+                if child.name == "br":
+                    loose.append(_BR)
+                elif child.name in _BLOCKS:
                     flush()
                     emit(child)
-                elif child.find(list(_BLOCKS) + ["div", "section", "article", "main", "br", "ul", "ol"]):
+                elif child.find(list(_BLOCKS | _CONTAINERS)):
                     flush()
                     walk(child)
-                elif child.name in ("div", "section", "article", "main", "header", "footer", "aside", "ul", "ol"):
+                elif child.name in _BREAKING:
                     flush()
-                    loose.append(child.get_text(" "))
+                    loose.append(_flat_text(child))
                     flush()
-                else:
-                    loose.append(child.get_text(" "))
+                else:  # inline: part of the running paragraph
+                    loose.append(_flat_text(child))
         flush()
 
     walk(soup)

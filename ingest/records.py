@@ -1,9 +1,24 @@
-"""Small frozen records that cross module boundaries."""
+"""Small frozen records that cross module boundaries, and the page map of paged documents.
+
+Pages (PDFs). A loaded PDF's `Document.page_starts[i]` is the offset in `Document.text` where
+page i + 1 starts (one entry per page of the file, empty pages included: their text is empty).
+Pages are 1-based everywhere. `Chunk.pages` and `Unit.pages` are `(first, last)`, or `()` for a
+document without pages. For any offset range and page:
+
+    page_range(doc.page_starts, start, end) -> (first, last)   # also doc.page_range(start, end)
+    page_span(doc.text, doc.page_starts, page) -> (start, end) # also doc.page_span(page)
+    format_pages((3, 4)) -> "pp. 3–4"; format_pages((12, 12)) -> "p. 12"; format_pages(()) -> ""
+
+`page_span` is the page's own text, `doc.text[start:end]`, without the blank line that separates
+it from the next page; a cited span `a:b` on page p is highlighted at `a - start : b - start`.
+"""
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 
 SECTION_SEP = " › "
+PAGE_SEP = "\n\n"  # between the texts of two pages of a PDF
 
 
 @dataclass(frozen=True)
@@ -13,7 +28,14 @@ class Document:
     source: str  # path relative to the corpus root, with forward slashes
     text: str
     kind: str  # "markdown", "text", "html", "pdf"
-    sha: str  # hash of the file's bytes
+    sha: str  # hash of the file's bytes (a PDF's together with its text extractor's version)
+    page_starts: tuple[int, ...] = ()  # PDFs: where each page starts in `text` (see the module doc)
+
+    def page_range(self, start: int, end: int) -> tuple[int, ...]:
+        return page_range(self.page_starts, start, end)
+
+    def page_span(self, page: int) -> tuple[int, int]:
+        return page_span(self.text, self.page_starts, page)
 
 
 @dataclass(frozen=True)
@@ -39,6 +61,7 @@ class Chunk:
     end: int
     text: str
     header: str = ""  # table header rows, when the chunk continues a table without them
+    pages: tuple[int, ...] = ()  # (first, last) 1-based page of a PDF; () without pages
 
     @property
     def section_label(self) -> str:
@@ -54,17 +77,19 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Unit:
-    """A quotable piece of a chunk: a sentence, a list item or a table row."""
+    """A quotable piece of a chunk: a sentence, a list item, a table row or a code block
+    (a code block longer than a chunk is cut at line ends into several code units)."""
 
     id: str
     chunk_id: str
     source: str
     section: tuple[str, ...]
-    kind: str  # "sentence", "item", "row"
+    kind: str  # "sentence", "item", "row", "code"
     start: int
     end: int
     text: str
     header: str = ""  # rows: the table's header row
+    pages: tuple[int, ...] = ()  # (first, last) 1-based page of a PDF; () without pages
 
     def embed_text(self) -> str:
         head = self.section[-1] + ": " if self.section else ""
@@ -88,3 +113,29 @@ def labelled_row(header: str, row: str) -> str:
     if len(names) != len(cells):
         return "; ".join(cells)
     return "; ".join(f"{n}: {c}" for n, c in zip(names, cells))
+
+
+def page_range(page_starts: tuple[int, ...], start: int, end: int) -> tuple[int, ...]:
+    """(first, last) 1-based page holding text[start:end]; () when there are no pages."""
+    if not page_starts:
+        return ()
+    first = max(1, bisect_right(page_starts, start))
+    last = max(first, bisect_right(page_starts, max(start, end - 1)))
+    return (first, last)
+
+
+def page_span(text: str, page_starts: tuple[int, ...], page: int) -> tuple[int, int]:
+    """(start, end) of one page's text in the document text; (p, p) for an empty page."""
+    if not 1 <= page <= len(page_starts):
+        raise ValueError(f"no page {page}: the document has {len(page_starts)} pages")
+    start = page_starts[page - 1]
+    nxt = page_starts[page] if page < len(page_starts) else len(text)
+    return start, start + len(text[start:nxt].rstrip())
+
+
+def format_pages(pages: tuple[int, ...]) -> str:
+    """'p. 12', 'pp. 3–4', or '' without pages."""
+    if not pages:
+        return ""
+    first, last = pages
+    return f"p. {first}" if first == last else f"pp. {first}–{last}"

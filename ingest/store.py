@@ -2,6 +2,9 @@
 
 Chroma never embeds anything here: every vector comes from our model. The chunk
 collection's metadata records how it was built (model, chunker, corpus fingerprint).
+Each record's metadata holds its source, heading trail, offsets, header and, for a PDF, its
+pages as `page_first`/`page_last` (1-based; 0 and 0 when the source has no pages, and
+records written before pages existed read back as `pages == ()`).
 """
 from __future__ import annotations
 
@@ -123,6 +126,16 @@ def _meta_to_section(value: str) -> tuple[str, ...]:
     return tuple(value.split(SECTION_SEP)) if value else ()
 
 
+def _meta_to_pages(meta: dict) -> tuple[int, ...]:
+    first = int(meta.get("page_first") or 0)
+    return (first, int(meta.get("page_last") or first)) if first > 0 else ()
+
+
+def _pages_to_meta(pages: tuple[int, ...]) -> dict[str, int]:
+    first, last = pages if pages else (0, 0)
+    return {"page_first": first, "page_last": last}
+
+
 def chunk_from_record(cid: str, text: str, meta: dict) -> Chunk:
     return Chunk(
         id=cid,
@@ -132,6 +145,7 @@ def chunk_from_record(cid: str, text: str, meta: dict) -> Chunk:
         end=int(meta["end"]),
         text=text,
         header=meta.get("header", ""),
+        pages=_meta_to_pages(meta),
     )
 
 
@@ -146,6 +160,7 @@ def unit_from_record(uid: str, text: str, meta: dict) -> Unit:
         end=int(meta["end"]),
         text=text,
         header=meta.get("header", ""),
+        pages=_meta_to_pages(meta),
     )
 
 
@@ -304,6 +319,7 @@ class Store:
                         "start": u.start,
                         "end": u.end,
                         "header": u.header,
+                        **_pages_to_meta(u.pages),
                         **meta,
                     }
                     for u, meta in zip(part, unit_meta[i : i + _PAGE])
@@ -322,6 +338,7 @@ class Store:
                         "start": c.start,
                         "end": c.end,
                         "header": c.header,
+                        **_pages_to_meta(c.pages),
                         **meta,
                     }
                     for c, meta in zip(part, chunk_meta[i : i + _PAGE])

@@ -14,7 +14,8 @@ from .records import Block
 _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
 _ITEM = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+\S")
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
+_FENCE = re.compile(r"^[ \t]*(`{3,}(?!.*`)|~{3,})")  # a backtick fence's info string has no backtick
+_CLOSING_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*$")
 _NUMBERED = re.compile(r"^\d{1,2}[.)]\s")
 _ARTEFACT = "Section titled “"
 
@@ -101,10 +102,11 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
             blocks.append(Block("heading", line.start, line.end, 1, stripped))
             i += 1
             continue
-        if _FENCE.match(line.text):
+        fence = _FENCE.match(line.text)
+        if fence:
             flush_para()
             j = i + 1
-            while j < len(lines) and not _FENCE.match(lines[j].text):
+            while j < len(lines) and not _closes(lines[j].text, fence.group(1)):
                 j += 1
             end = lines[min(j, len(lines) - 1)].end
             blocks.append(Block("code", line.start, end))
@@ -141,6 +143,44 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
         i += 1
     flush_para()
     return blocks
+
+
+def _closes(line: str, fence: str) -> bool:
+    """A closing fence: the opening fence's character, at least as many, nothing after."""
+    m = _CLOSING_FENCE.match(line)
+    return bool(m) and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence)
+
+
+def code_body(text: str, block: Block) -> tuple[int, int]:
+    """The span of a code block's lines without its fence lines (an unclosed fence runs to
+    the end), blank lines at either end and trailing spaces dropped; the first line keeps
+    its indentation. (a, a) when the block holds no code."""
+    start, end = block.start, block.end
+    first_nl = text.find("\n", start, end)
+    opening = text[start : first_nl if first_nl >= 0 else end]
+    fence = _FENCE.match(opening)
+    if fence:
+        if first_nl < 0:
+            return end, end
+        start = first_nl + 1
+        last_nl = text.rfind("\n", start, end)
+        last_start = last_nl + 1 if last_nl >= 0 else start
+        if _closes(text[last_start:end].rstrip("\r"), fence.group(1)):
+            end = last_start
+    return trim_lines(text, start, end)
+
+
+def trim_lines(text: str, start: int, end: int) -> tuple[int, int]:
+    """text[start:end] without its blank first lines and trailing whitespace (the first
+    line keeps its indentation); (start, start) when nothing is left."""
+    while start < end:
+        nl = text.find("\n", start, end)
+        if nl < 0 or text[start:nl].strip():
+            break
+        start = nl + 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if text[start:end].strip() else (start, start)
 
 
 def _looks_like_title(stripped: str, lines: list[_Line]) -> bool:
