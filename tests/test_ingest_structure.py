@@ -474,3 +474,135 @@ def test_text_loading_rejects_bad_bytes_with_one_line(tmp_path):
     bom = tmp_path / "bom.md"
     bom.write_bytes("\ufeff# Title\n\nBody text here.\n".encode("utf-8"))
     assert load_file(bom, "bom.md").text.startswith("# Title")
+
+
+# -- HTML inline and block elements ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "html, text",
+    [
+        ("<p>Run <code>rustdoc</code>.</p>", "Run rustdoc."),
+        ("<p>See <a href='#x'>the guide</a>, <em>then</em> <strong>stop</strong>!</p>", "See the guide, then stop!"),
+        # nested inline elements, and a word made of several
+        ("<p>See <a href='#x'>the <em>new <code>cargo</code></em> guide</a>.</p>", "See the new cargo guide."),
+        ("<p>un<b>break</b><i>able</i> (<span>really</span>)</p>", "unbreakable (really)"),
+        # inline elements at line ends of the source: the newline is a space
+        ("<p>Read the\n  <a href='#x'>guide</a>\n</p>", "Read the guide"),
+        ("<p><em>one</em>\n<em>two</em></p>", "one two"),
+        # inline text bare in the body, around a block
+        ("<body>Run <code>rustdoc</code>.<div>Block <b>text</b>.</div>Tail <i>end</i>.</body>",
+         "Run rustdoc.\n\nBlock text.\n\nTail end."),
+        ("<div>Hello <b>world</b><p>Para <code>x</code>.</p> tail</div>", "Hello world\n\nPara x.\n\ntail"),
+        # blocks still separate, inside items and cells too
+        ("<div>one</div><div>two</div>", "one\n\ntwo"),
+        ("<ul><li>Use <code>ls</code>.</li><li><p>First.</p><p>Second.</p></li></ul>", "- Use ls.\n\n- First. Second."),
+        ("<table><tr><th>Tool</th><th>Use</th></tr><tr><td><code>cargo</code>s</td><td>build <em>it</em></td></tr></table>",
+         "| Tool | Use |\n|---|---|\n| cargos | build it |"),
+        ("<h2>The <code>rustdoc</code> book</h2>", "## The rustdoc book"),
+        # <br> ends a line of a paragraph; a space in headings, items and cells
+        ("<p>Harbour Office<br>12 Quay <b>Street</b><br/>Portsmouth</p>", "Harbour Office\n12 Quay Street\nPortsmouth"),
+        ("<h3>One<br>two</h3><ul><li>a<br>b</li></ul>", "### One two\n\n- a b"),
+        ("<body>Line one<br>Line <a>two</a></body>", "Line one\nLine two"),
+        # <pre> keeps its lines and indentation, fenced as code
+        ("<pre>\nfn main() {\n    println!(\"hi\");\n}\n</pre>", "```\nfn main() {\n    println!(\"hi\");\n}\n```"),
+        ("<pre><code>let a = 1;<br>let  b = <b>2</b>;</code></pre>", "```\nlet a = 1;\nlet  b = 2;\n```"),
+        ("<pre>a\n```\nb</pre>", "````\na\n```\nb\n````"),
+    ],
+)
+def test_html_inline_elements_join_and_blocks_separate(html, text):
+    assert html_to_text(html) == text + "\n"
+
+
+def test_html_inline_code_is_quoted_without_invented_spaces():
+    html = (
+        "<h1>Docs</h1><h2>Building</h2><p>Run <code>rustdoc</code> on the crate. "
+        "It writes <em>HTML</em> into <code>target/doc</code>.</p>"
+    )
+    doc = Document("docs.html", html_to_text(html), "html", "sha")
+    _, units = chunk_document(doc, words, TARGET, OVERLAP)
+    assert [u.text for u in units] == ["Run rustdoc on the crate.", "It writes HTML into target/doc."]
+
+
+def test_deeply_nested_html_is_read():
+    html = "<p>" + "<span>" * 5000 + "deep text" + "</span>" * 5000 + "</p>"
+    assert html_to_text(html) == "deep text\n"
+
+
+# -- code blocks as units -------------------------------------------------------------------------------------
+
+CODE = 'def gauge(level):\n    """Read it. Then log it."""\n    if level > 3:\n        return "high. alert!"\n    return "ok"'
+
+
+def test_fenced_code_block_is_one_code_unit(embedder):
+    text = f"# Gauges\n\n## Reading\n\nCall it like this. It logs.\n\n```python\n{CODE}\n```\n\nThat is all.\n"
+    doc = Document("g.md", text, "markdown", "sha")
+    chunks, units = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    code = [u for u in units if u.kind == "code"]
+    assert [u.text for u in code] == [CODE]
+    assert code[0].start == text.index(CODE) and text[code[0].start : code[0].end] == CODE
+    assert not any(u.kind != "code" and ("gauge" in u.text or "return" in u.text) for u in units)
+    assert [u.text for u in units if u.kind == "sentence"] == ["Call it like this.", "It logs.", "That is all."]
+    owner = next(c for c in chunks if c.id == code[0].chunk_id)
+    assert "```python\n" + CODE + "\n```" in owner.text
+
+
+def test_html_pre_block_is_one_code_unit(embedder):
+    html = "<h1>T</h1><p>Example. See below.</p><pre>\n" + CODE.replace("<", "&lt;").replace(">", "&gt;") + "\n</pre>"
+    doc = Document("g.html", html_to_text(html), "html", "sha")
+    _, units = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    assert [u.text for u in units if u.kind == "code"] == [CODE]
+    assert [u.text for u in units if u.kind == "sentence"] == ["Example.", "See below."]
+
+
+def _long_code(n: int = 90) -> str:
+    return "\n".join(
+        f"    reading_{i} = gauge.read(station={i}, unit='mm')  # step {i}. check it." if i % 7 else f"def block_{i}():"
+        for i in range(n)
+    )
+
+
+def test_long_code_block_is_cut_at_line_ends_into_code_units(embedder):
+    body = _long_code()
+    text = f"# Code\n\n## Loop\n\nThe loop below reads every gauge.\n\n~~~\n{body}\n~~~\n\nAfter the code.\n"
+    doc = Document("loop.md", text, "markdown", "sha")
+    assert embedder.count_tokens(body) > 3 * TARGET
+    chunks, units = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    code = [u for u in units if u.kind == "code"]
+    assert len(code) >= 4
+    body_start = text.index(body)
+    lines = body.split("\n")
+    line_starts = {body_start + sum(len(x) + 1 for x in lines[:i]) for i in range(len(lines))}
+    line_ends = {a + len(x) for a, x in zip(sorted(line_starts), lines)}
+    for u in code:
+        assert text[u.start : u.end] == u.text and "~~~" not in u.text
+        assert u.start in line_starts and u.end in line_ends, "a code unit starts or ends inside a line"
+        assert embedder.count_tokens(u.text) <= TARGET
+        owner = next(c for c in chunks if c.id == u.chunk_id)
+        assert owner.start <= u.start and u.end <= owner.end
+    # together the code units are the code, each line once, in order
+    assert "\n".join(u.text for u in code) == body
+    assert all(embedder.count_tokens(c.text) <= TARGET for c in chunks)
+    assert not any(u.kind == "sentence" and "gauge.read" in u.text for u in units)
+
+
+def test_a_code_line_longer_than_a_chunk_is_cut_at_spaces(embedder):
+    line = " ".join(f"value_{i}=read({i})" for i in range(120))
+    text = f"# Code\n\n```\n{line}\nshort_line()\n```\n"
+    doc = Document("wide.md", text, "markdown", "sha")
+    assert embedder.count_tokens(line) > TARGET
+    chunks, units = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    code = [u for u in units if u.kind == "code"]
+    assert len(code) >= 2 and " ".join(u.text for u in code).replace("\n", " ") == line + " short_line()"
+    for u in code:
+        assert text[u.start : u.end] == u.text and embedder.count_tokens(u.text) <= TARGET
+
+
+def test_code_fence_closes_only_on_a_matching_fence():
+    text = "````md\n```\ninner\n```\n````\n\nAfter.\n\n```js`x\nnot a fence\n"
+    blocks = parse_blocks(text, "markdown")
+    assert [(b.kind, text[b.start : b.end]) for b in blocks] == [
+        ("code", "````md\n```\ninner\n```\n````"),
+        ("paragraph", "After."),
+        ("paragraph", "```js`x\nnot a fence"),
+    ]
