@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
 
 def _print_answer(answer, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(answer_json(answer), ensure_ascii=False))
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
         return
     print(answer.text)
     if answer.notice:
@@ -21,17 +22,6 @@ def _print_answer(answer, as_json: bool) -> None:
         print("Related passages (not an answer):")
         for c in answer.related:
             print(f"  - {c.source}:{c.start}-{c.end}  {c.section}: {c.quote[:120]}")
-
-
-def answer_json(answer) -> dict:
-    return {
-        "answer": answer.text,
-        "abstained": answer.abstained,
-        "citations": [
-            {k: getattr(c, k) for k in ("n", "chunk_id", "source", "section", "start", "end", "quote")}
-            for c in answer.citations
-        ],
-    }
 
 
 def cmd_ask(args, assistant) -> int:
@@ -79,7 +69,7 @@ def cmd_batch(args, assistant) -> int:
                 failures += 1
                 continue
             try:
-                item.update(answer_json(assistant.ask(question, history)))
+                item.update(assistant.ask(question, history).to_dict())
             except QuestionError as err:
                 item.update({"answer": "", "abstained": True, "citations": [], "error": str(err)})
                 failures += 1
@@ -110,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     from ingest.runtime import prepare_environment
     from ingest.settings import add_store_arguments
 
+    from .settings import BACKENDS
+
     prepare_environment()
     parser = argparse.ArgumentParser(prog="python -m assistant", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_)
         add_store_arguments(p)
         p.add_argument("--corpus", type=Path, action="append", help="corpus folder (for cite; default corpus/)")
-        p.add_argument("--backend", choices=["extractive", "openai"], help="answerer (default: extractive)")
+        p.add_argument("--backend", help=f"answerer: {', '.join(BACKENDS)} (default: extractive)")
+        p.add_argument("--abstain-threshold", type=float, help="abstain below this confidence (default: calibrated)")
         if name == "ask":
             p.add_argument("question")
             p.add_argument("--json", action="store_true", help="print JSON")
@@ -136,19 +129,30 @@ def main(argv: list[str] | None = None) -> int:
 
     from ingest.errors import IngestError
 
-    from .core import Assistant
-    from .errors import CiteError, QuestionError
-    from .settings import settings_from_args
+    from .errors import CiteError, QuestionError, SettingsError
+    from .pipeline import Assistant
+    from .settings import load_settings
 
+    debug = False
     try:
-        assistant = Assistant(settings_from_args(args))
+        settings = load_settings(args)
+        debug = settings.debug
+        assistant = Assistant(settings)
         return commands[args.command][0](args, assistant)
-    except (IngestError, QuestionError, CiteError) as err:
+    except (IngestError, QuestionError, CiteError, SettingsError) as err:
         print(f"{args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
+        if err.filename is None:
+            raise
         print(f"{args.command}: error: {err.strerror}: {err.filename} — check the path", file=sys.stderr)
         return 2
+    except Exception:  # a bug: keep its traceback in the log; RAG_DEBUG=1 re-raises it
+        if debug:
+            raise
+        traceback.print_exc()
+        print(f"{args.command}: error: an unexpected failure (traceback above) — please report it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""Follow-up questions: build the retrieval query from the conversation, not the last message alone."""
+"""The resolve stage: a follow-up's retrieval query is built from the conversation, not the last
+message alone."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
-from .records import NOT_IN_CORPUS, Turn
+from .records import NOT_IN_CORPUS, Query, Turn
 from .terms import content_terms
 
 _LEADS = re.compile(
@@ -27,19 +27,20 @@ _DEMONSTRATIVE_NOUN = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Query:
-    """What to search for: the question as asked, plus the earlier turns it leans on."""
+def turns_of(history: Iterable[Any] | None) -> tuple[Turn, ...]:
+    """A history as Turns: Turn records, {"role", "content"} dicts or (user, assistant) pairs."""
+    out: list[Turn] = []
+    for t in history or ():
+        if isinstance(t, Turn):
+            out.append(t)
+        elif isinstance(t, dict) and "role" in t:
+            out.append(Turn(str(t["role"]), str(t.get("content") or "")))
+        elif isinstance(t, (list, tuple)) and len(t) == 2:
+            out += [Turn("user", str(t[0] or "")), Turn("assistant", str(t[1] or ""))]
+    return tuple(out)
 
-    focus: str
-    context: str = ""
 
-    @property
-    def text(self) -> str:
-        return f"{self.focus} {self.context}".strip()
-
-    @property
-    def is_followup(self) -> bool:
+def is_followup(self) -> bool:
         return bool(self.context)
 
 

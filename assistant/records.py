@@ -1,9 +1,17 @@
-"""Frozen records the assistant hands to its callers (CLI, UI, evals)."""
+"""Frozen records that cross the stages of the pipeline and reach its callers (CLI, UI, evals).
+
+One serializer: `Answer.to_dict()` is the JSON form of an answer for the CLI, the API, feedback
+and export alike.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from ingest.records import Chunk
+from ingest.records import Chunk, Unit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .index import CorpusIndex
 
 NOT_IN_CORPUS = "The corpus does not say."  # the whole answer when the documents do not say
 
@@ -12,6 +20,22 @@ NOT_IN_CORPUS = "The corpus does not say."  # the whole answer when the document
 class Turn:
     role: str  # "user" or "assistant"
     content: str
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to search for: the question as asked, plus the earlier turns it leans on."""
+
+    focus: str
+    context: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.focus} {self.context}".strip()
+
+    @property
+    def is_followup(self) -> bool:
+        return bool(self.context)
 
 
 @dataclass(frozen=True)
@@ -28,6 +52,23 @@ class Citation:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def of_unit(cls, n: int, unit: Unit) -> "Citation":
+        return cls(
+            n=n,
+            chunk_id=unit.chunk_id,
+            source=unit.source,
+            section=" › ".join(unit.section),
+            start=unit.start,
+            end=unit.end,
+            quote=unit.text,
+            header=unit.header,
+        )
+
+    @classmethod
+    def of_chunk(cls, n: int, chunk: Chunk) -> "Citation":
+        return cls(n, chunk.id, chunk.source, chunk.section_label, chunk.start, chunk.end, chunk.text, chunk.header)
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -37,6 +78,45 @@ class Hit:
     score: float
     dense_rank: int | None = None
     bm25_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A unit scored against the question (the rank stage), best first in lists."""
+
+    unit: Unit
+    score: float
+    dense: float
+    lexical: float
+    rank: int  # rank of its passage among the fused hits, -1 when outside them
+    named: float = 0.0  # share of the question's identifiers this unit names
+    evidence: float = 0.0  # how well the unit answers, apart from what it names
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The decide stage: answer from `units`, or abstain (and why)."""
+
+    abstain: bool
+    confidence: float
+    threshold: float
+    reason: str = ""  # why it abstains: "no candidates", "answer type", "unknown identifier", "below threshold"
+    units: tuple[Scored, ...] = ()  # answerable units, best first
+    threshold_source: str = ""  # where the threshold came from
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the stages before compose found for one question; backends compose from it."""
+
+    question: str  # the cleaned question
+    history: tuple[Turn, ...]
+    query: Query  # what was retrieved for
+    hits: tuple[Hit, ...]
+    scored: tuple[Scored, ...]
+    index: "CorpusIndex"
+    decision: Decision
+    related: tuple[Citation, ...] = ()  # closest passages, offered when abstaining
 
 
 @dataclass(frozen=True)
@@ -52,8 +132,11 @@ class Answer:
     confidence: float = 0.0
     sentences_written: int = 0  # generative: sentences the model wrote
     sentences_removed: int = 0  # generative: of those, removed by verification
+    threshold: float = 0.0  # the abstention threshold applied
+    threshold_source: str = ""  # where that threshold came from
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The answer as JSON data: the one form the CLI, the API, feedback and export use."""
         return {
             "answer": self.text,
             "abstained": self.abstained,
@@ -61,4 +144,17 @@ class Answer:
             "related": [c.to_dict() for c in self.related],
             "notice": self.notice,
             "backend": self.backend,
+            "query": self.query,
+            "confidence": round(float(self.confidence), 4),
+            "threshold": round(float(self.threshold), 4),
+            "threshold_source": self.threshold_source,
         }
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """A step of a streamed answer: the text so far, and the Answer once done."""
+
+    text: str
+    done: bool = False
+    answer: Answer | None = None

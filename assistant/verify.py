@@ -312,3 +312,26 @@ def verify(
     best = {n: best_of.get(n, -1) for n in order}
     refusals = sum(1 for c in checked if c.reason == "refusal")
     return Verified(text, tuple(checked), order, best, len(checked) - len(kept) - refusals, phantoms, refusals)
+
+
+# -- the verify stage of every answer ------------------------------------------------------------
+# a marker that cites: after a space or another marker, before a space, another marker or the end
+# ('listeners[0]' quoted from code is part of the quote, not a citation)
+_CITING_MARKER = re.compile(r"(?:(?<=\s)|(?<=\]))\[(\d{1,3})\](?=\s|\[|$)")
+
+
+def citation_faults(answer, index) -> list[str]:
+    """What is wrong with an answer's citations: a [n] that names no listed citation, a citation
+    never referred to, or a quote that is not the indexed text at its offsets. Empty when sound."""
+    faults: list[str] = []
+    listed = {c.n for c in answer.citations}
+    used = {int(m.group(1)) for m in _CITING_MARKER.finditer(answer.text)}
+    faults += [f"[{n}] names no listed citation" for n in sorted(used - listed)]
+    faults += [f"citation {n} is never referred to" for n in sorted(listed - used)]
+    for c in answer.citations:
+        chunk = index.chunks.get(c.chunk_id)
+        if chunk is None:
+            faults.append(f"citation {c.n} points at chunk {c.chunk_id}, which is not in the collection")
+        elif chunk.text[c.start - chunk.start : c.end - chunk.start] != c.quote:
+            faults.append(f"citation {c.n}'s quote is not {c.source}[{c.start}:{c.end}]")
+    return faults

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness import percentile
+
 
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
@@ -30,20 +32,11 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return 0.0
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
-
-
 def _latency(values: list[float]) -> dict:
     return {
         "n": len(values),
-        "p50_ms": round(1000 * _pct(values, 0.5), 2),
-        "p95_ms": round(1000 * _pct(values, 0.95), 2),
+        "p50_ms": round(1000 * percentile(values, 0.5), 2),
+        "p95_ms": round(1000 * percentile(values, 0.95), 2),
         "mean_ms": round(1000 * statistics.fmean(values), 2) if values else 0.0,
     }
 
@@ -183,11 +176,11 @@ def _questions(limit: int | None = None, every: int = 1) -> tuple[list, Path]:
 
 
 def _assistant(store_dir: Path, corpus_dirs: list[Path], embedder):
-    from assistant.core import Assistant
-    from assistant.settings import Settings
+    from assistant.pipeline import Assistant
+    from assistant.settings import load_settings
     from ingest.settings import StoreSettings
 
-    settings = Settings(store=StoreSettings(path=store_dir), corpus_dirs=tuple(corpus_dirs))
+    settings = load_settings(env={}, store=StoreSettings(path=store_dir), corpus_dirs=tuple(corpus_dirs))
     return Assistant(settings, embedder)
 
 

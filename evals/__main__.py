@@ -12,7 +12,7 @@ THRESHOLDS = EVALS_DIR / "thresholds.json"
 
 def main(argv: list[str] | None = None) -> int:
     from ingest.runtime import prepare_environment
-    from ingest.settings import add_store_arguments, store_from_args
+    from ingest.settings import add_store_arguments
 
     prepare_environment()
     parser = argparse.ArgumentParser(prog="python -m evals", description=__doc__)
@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from assistant.settings import CALIBRATION_FILE, settings_from_env
+    from assistant.calibration import PACKAGED_FILE
+    from assistant.errors import SettingsError
+    from assistant.settings import load_settings
     from ingest.errors import IngestError
 
     from . import report as rep
@@ -38,19 +40,18 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         es = load_set(args.set)
-        store = store_from_args(args)
-        settings = settings_from_env(store_overrides=vars(store), corpus_dirs=(es.corpus_dir,))
+        settings = load_settings(args, corpus_dirs=(es.corpus_dir,))
         if args.command == "calibrate":
             result = calibrate(es, settings)
             print(json.dumps(result, indent=1))
             if args.write:
-                CALIBRATION_FILE.write_text(json.dumps(result, indent=1) + "\n")
-                print(f"wrote {CALIBRATION_FILE}")
+                PACKAGED_FILE.write_text(json.dumps(result, indent=1) + "\n")
+                print(f"wrote {PACKAGED_FILE}")
             return 0
         if args.generative and not settings.openai_base_url:
             raise EvalSetError("--generative needs a model server: set RAG_OPENAI_BASE_URL and RAG_OPENAI_MODEL")
         report = run(es, settings, VARIANTS + ((GENERATIVE,) if args.generative else ()))
-    except (EvalSetError, IngestError) as err:
+    except (EvalSetError, IngestError, SettingsError) as err:
         print(f"evals: error: {err}", file=sys.stderr)
         return 2
     thresholds = json.loads(THRESHOLDS.read_text()) if THRESHOLDS.exists() else {}

@@ -6,9 +6,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from assistant.core import Assistant
+from assistant.pipeline import Assistant
 from assistant.records import Turn
 from assistant.settings import Settings
+from harness import percentile, run_dialogue
 
 from .dataset import EvalSet
 from .metrics import Span, score
@@ -50,13 +51,14 @@ def run_variant(es: EvalSet, assistant: Assistant, variant: Variant, texts: dict
         spans = [Span(h.chunk.source, h.chunk.start, h.chunk.end) for h in answer.hits]
         rows.append(score(item, answer, spans, texts, latency) | _extra(answer, variant))
     for dlg in es.dialogues:
-        history: list[Turn] = []
-        for i, turn in enumerate(dlg.turns):
-            answer, latency = _ask(assistant, variant, turn.question, history)
+        timed = run_dialogue(
+            lambda q, history: _ask(assistant, variant, q, history), [t.question for t in dlg.turns],
+            text=lambda pair: pair[0].text,
+        )
+        for i, (turn, (answer, latency)) in enumerate(zip(dlg.turns, timed)):
             spans = [Span(h.chunk.source, h.chunk.start, h.chunk.end) for h in answer.hits]
             item = _TurnItem(f"{dlg.id}.{i + 1}", "dialogue" if i else "dialogue-first", turn)
             rows.append(score(item, answer, spans, texts, latency) | _extra(answer, variant))
-            history += [Turn("user", turn.question), Turn("assistant", answer.text)]
     return rows
 
 
@@ -108,8 +110,8 @@ def aggregate(rows: list[dict]) -> dict:
         "removed_share": round(
             sum(r.get("sentences_removed", 0) for r in rows) / max(1, sum(r.get("sentences_written", 0) for r in rows)), 4
         ),
-        "latency_p50_ms": round(1000 * statistics.median(lat), 1) if lat else None,
-        "latency_p95_ms": round(1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1) if lat else None,
+        "latency_p50_ms": round(1000 * percentile(lat, 0.5), 1) if lat else None,
+        "latency_p95_ms": round(1000 * percentile(lat, 0.95), 1) if lat else None,
     }
 
 
@@ -169,16 +171,13 @@ def calibrate(es: EvalSet, settings: Settings, embedder=None) -> dict:
 
     Reports a 2-fold cross-validated accuracy too, since the threshold is fitted on the set.
     """
-    assistant = Assistant(replace(settings, abstain_threshold=-1.0), embedder)
+    assistant = Assistant(replace(settings, abstain_threshold=-1.0, threshold_source="calibration run"), embedder)
     conf = []
     for item in es.items:
         conf.append((assistant.ask(item.question).confidence, item.answerable))
     for dlg in es.dialogues:
-        history: list[Turn] = []
-        for turn in dlg.turns:
-            answer = assistant.ask(turn.question, history)
-            conf.append((answer.confidence, bool(turn.evidence)))
-            history += [Turn("user", turn.question), Turn("assistant", answer.text)]
+        answers = run_dialogue(assistant.ask, [t.question for t in dlg.turns])
+        conf += [(answer.confidence, bool(turn.evidence)) for turn, answer in zip(dlg.turns, answers)]
     threshold, accuracy = best_threshold(conf)
     folds = [conf[0::2], conf[1::2]]
     cv = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from typing import Any
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,21 @@ def add_store_arguments(parser) -> None:
     parser.add_argument("--collection", help=f"collection name (default: {DEFAULT_COLLECTION})")
 
 
-def store_from_args(args) -> StoreSettings:
-    return store_from_env(
-        path=args.store, host=args.chroma_host, port=args.chroma_port, collection=args.collection
-    )
+def store_from_args(args, env: os._Environ | dict | None = None) -> StoreSettings:
+    """Defaults < environment < the store flags given."""
+    return store_from_flags(store_from_env(env), args)
+
+
+def store_from_flags(store: StoreSettings, args: Any) -> StoreSettings:
+    """The store the flags name; a flag for one kind of store replaces the other kind's fields."""
+    path, host, port = getattr(args, "store", None), getattr(args, "chroma_host", None), getattr(args, "chroma_port", None)
+    if path is not None:
+        store = replace(store, path=Path(path).resolve(), host=None, port=None)
+    if host is not None:
+        store = replace(store, host=host, port=port or store.port or 8000)
+    elif port is not None and store.host is not None:
+        store = replace(store, port=port)
+    if getattr(args, "collection", None):
+        store = replace(store, collection=args.collection)
+    return store
+

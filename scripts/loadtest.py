@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,10 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from harness import free_port, percentile, run_dialogue  # noqa: E402
+
 HOST = "127.0.0.1"  # never anything else: this script only ever talks to loopback
 
 # (key, first question, follow-ups, words that show an answer is about this topic)
@@ -94,21 +97,6 @@ MAX_TURNS = 1 + min(len(t[2]) for t in TOPICS)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 def latency_summary(seconds: list[float]) -> dict:
     ms = [s * 1000 for s in seconds]
     return {
@@ -217,19 +205,16 @@ def conversation_plan(n: int, turns: int) -> list[tuple[str, list[str], list[str
 
 def run_conversation(client, questions: list[str], timeout: float) -> list[dict]:
     """Each turn: {question, result | error, seconds}; history is passed as the API expects it."""
-    history: list[dict] = []
-    out = []
-    for q in questions:
+
+    def turn(q: str, history) -> dict:
         t0 = time.perf_counter()
         try:
-            result = ask(client, q, history, timeout)
-            out.append({"question": q, "result": result, "seconds": time.perf_counter() - t0})
-            history += [{"role": "user", "content": q}, {"role": "assistant", "content": result.get("answer", "")}]
+            result = ask(client, q, [{"role": t.role, "content": t.content} for t in history], timeout)
+            return {"question": q, "result": result, "seconds": time.perf_counter() - t0}
         except Exception as err:  # noqa: BLE001 - every failure is counted, none stops the run
-            out.append({"question": q, "error": f"{type(err).__name__}: {str(err)[:300]}",
-                        "seconds": time.perf_counter() - t0})
-            history += [{"role": "user", "content": q}, {"role": "assistant", "content": ""}]
-    return out
+            return {"question": q, "error": f"{type(err).__name__}: {str(err)[:300]}", "seconds": time.perf_counter() - t0}
+
+    return run_dialogue(turn, questions, text=lambda r: (r.get("result") or {}).get("answer", ""))
 
 
 def conversations_mode(server: Server, n: int, turns: int, timeout: float) -> dict:

@@ -6,7 +6,6 @@ open a source, and save docs/screenshot.png.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -19,12 +18,6 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv=None) -> int:
@@ -43,14 +36,13 @@ def main(argv=None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    from assistant.core import Assistant
-    from assistant.settings import Settings
+    from assistant.pipeline import Assistant
+    from assistant.settings import load_settings
+    from harness import free_port
     from ingest.errors import IngestError
-    from ingest.settings import store_from_env
     from ui import build_app
 
-    store = store_from_env({}, path=args.store, collection=args.collection)
-    assistant = Assistant(Settings(store=store))
+    assistant = Assistant(load_settings(args))
     try:
         assistant.warm_up()
     except IngestError as err:
@@ -58,7 +50,7 @@ def main(argv=None) -> int:
         return 2
     feedback = Path(tempfile.mkdtemp(prefix="rag-shot-")) / "feedback.jsonl"
     app = build_app(assistant, feedback_path=feedback)
-    port = _free_port()
+    port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         with sync_playwright() as pw:

@@ -4,14 +4,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from harness import free_port, start_server, stop_process  # noqa: F401  (tests import them from here)
 from ingest.runtime import prepare_environment
 
 prepare_environment()
@@ -69,42 +67,12 @@ def summary_of(stdout: str) -> dict[str, int]:
     return dict(zip(keys, map(int, m.groups())))
 
 
-def stop_process(proc: subprocess.Popen, grace: float = 15) -> None:
-    """Terminate a child process, killing it if it does not stop within `grace` seconds."""
-    proc.terminate()
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def chroma_server(tmp_path):
     """A real `chroma run` on a free loopback port; stopped after the test."""
     exe = Path(sys.executable).parent / "chroma"
     port = free_port()
-    proc = subprocess.Popen(
-        [str(exe), "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("chroma run did not start within 30 s")
+    cmd = [str(exe), "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)]
+    proc = start_server(cmd, port, 30, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
     yield ("127.0.0.1", port, proc)
     stop_process(proc, 10)

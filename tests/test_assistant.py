@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.core import NOT_IN_CORPUS, Assistant
+from assistant.pipeline import NOT_IN_CORPUS, Assistant
 from assistant.errors import CiteError, QuestionError
 from assistant.records import Turn
 from assistant.settings import Settings
@@ -110,7 +110,7 @@ def test_follow_up_query_carries_the_last_answer_without_markers():
 def test_short_follow_up_with_a_word_the_corpus_lacks_is_answered(assistant):
     """'In what book?' names one word the corpus never uses; judged with the turn it leans on,
     that word is one of several, so the answer is not suppressed as off-corpus."""
-    from assistant.answer import unknown_share
+    from assistant.rank import unknown_share
     from assistant.conversation import Query
 
     q1 = "Which researcher says AI should be constrained by default?"
@@ -152,7 +152,7 @@ def test_cite_is_confined_to_the_corpus(assistant):
             passage(assistant.settings.corpus_dirs, bad, 0, 5)
 
 
-def run_cli(*args, input=None):
+def run_cli(*args, input=None, env=None):
     return subprocess.run(
         [sys.executable, "-m", "assistant", *args],
         cwd=REPO,
@@ -160,6 +160,7 @@ def run_cli(*args, input=None):
         text=True,
         input=input,
         timeout=120,
+        env=env,
     )
 
 
@@ -167,10 +168,25 @@ def test_cli_ask_json(corpus_store):
     out = run_cli("ask", "When was version 3 of the policy released?", "--json", "--store", str(corpus_store.store.path))
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert set(data) == {"answer", "abstained", "citations"}
+    assert {"answer", "abstained", "citations", "related", "notice", "backend", "threshold", "threshold_source"} <= set(data)
     assert data["abstained"] is False
     assert any("24 February 2026" in c["quote"] for c in data["citations"])
-    assert set(data["citations"][0]) == {"n", "chunk_id", "source", "section", "start", "end", "quote"}
+    assert {"n", "chunk_id", "source", "section", "start", "end", "quote"} <= set(data["citations"][0])
+    assert data["threshold_source"].startswith("packaged calibration"), data["threshold_source"]
+
+
+def test_cli_flags_win_over_the_environment_and_a_bad_backend_lists_the_choices(corpus_store):
+    import os
+
+    env = {**os.environ, "RAG_CHROMA_HOST": "127.0.0.1", "RAG_CHROMA_PORT": "9", "RAG_ABSTAIN_THRESHOLD": "0.99"}
+    q = "When was version 3 of the policy released?"
+    out = run_cli("ask", q, "--json", "--store", str(corpus_store.store.path), "--abstain-threshold", "0.1", env=env)
+    assert out.returncode == 0, out.stderr  # --store means the embedded folder, whatever RAG_CHROMA_HOST says
+    data = json.loads(out.stdout)
+    assert data["threshold"] == 0.1 and data["threshold_source"] == "--abstain-threshold"
+    bad = run_cli("ask", q, "--store", str(corpus_store.store.path), env={**os.environ, "RAG_BACKEND": "extractiv"})
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "unknown backend 'extractiv'" in bad.stderr and "extractive, openai" in bad.stderr
 
 
 def test_cli_batch_round_trips_a_two_turn_history(corpus_store, tmp_path):
@@ -233,3 +249,21 @@ def test_server_mode_ingest_question_and_follow_up(chroma_server, embedder, tmp_
     )
     assert "pause" in follow.text.lower()
     check_citations(assistant, follow)
+
+
+def test_the_verify_stage_catches_phantom_markers_and_wrong_quotes_but_not_quoted_code():
+    from types import SimpleNamespace
+
+    from assistant.records import Answer, Citation
+    from assistant.verify import citation_faults
+    from ingest.records import Chunk
+
+    chunk = Chunk("c1", "a.md", ("A",), 100, 140, "Call emitter.listeners[0] to get the first.")
+    index = SimpleNamespace(chunks={"c1": chunk})
+    good = Citation(1, "c1", "a.md", "A", 100, 143, chunk.text)
+    assert citation_faults(Answer(f"{chunk.text} [1]", False, (good,)), index) == []
+    phantom = citation_faults(Answer(f"{chunk.text} [1] More. [2]", False, (good,)), index)
+    assert phantom == ["[2] names no listed citation"]
+    moved = Citation(1, "c1", "a.md", "A", 101, 144, chunk.text)
+    assert citation_faults(Answer(f"{chunk.text} [1]", False, (moved,)), index) == ["citation 1's quote is not a.md[101:144]"]
+    assert citation_faults(Answer("Nothing cited.", False, (good,)), index) == ["citation 1 is never referred to"]

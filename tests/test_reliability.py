@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.core import NOT_IN_CORPUS, Assistant
+from assistant.pipeline import NOT_IN_CORPUS, Assistant
 from assistant.errors import StoreError
 from assistant.records import Answer, Turn
 from assistant.settings import Settings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.core import Assistant
+from assistant.pipeline import Assistant
 from assistant.settings import Settings
 from conftest import ingest_into
 from ui import build_app

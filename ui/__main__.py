@@ -9,6 +9,7 @@ import argparse
 import ipaddress
 import os
 import sys
+import traceback
 from pathlib import Path
 
 AUTH_HOW = "set RAG_UI_USER and RAG_UI_PASSWORD, or pass --auth-file FILE with one line user:password"
@@ -70,7 +71,7 @@ def parse_args(argv):
                         help="port (default 7860)")
     add_store_arguments(parser)
     parser.add_argument("--corpus", type=Path, action="append", help="corpus folder for showing passages (default corpus/)")
-    parser.add_argument("--backend", choices=["extractive", "openai"], help="answerer (default: extractive)")
+    parser.add_argument("--backend", help="answerer: extractive or openai (default: extractive)")
     parser.add_argument("--auth-file", type=Path, help="file with one line user:password (or set RAG_UI_USER/RAG_UI_PASSWORD)")
     parser.add_argument("--feedback", type=Path, help="where thumbs up/down are appended (default data/feedback.jsonl)")
     parser.add_argument("--title", default=None, help="title shown on the page")
@@ -99,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ui: error: --port {args.port} is not a port number (1-65535)", file=sys.stderr)
         return 2
 
-    from assistant.settings import settings_from_args
-    from assistant.core import Assistant
+    from assistant.settings import load_settings
+    from assistant.pipeline import Assistant
     from ingest.errors import IngestError
 
     from .app import DEFAULT_TITLE, build_app
 
     try:
-        settings = settings_from_args(args)
+        settings = load_settings(args)
         assistant = Assistant(settings)
     except (IngestError, ValueError) as err:
         print(f"ui: error: {err}", file=sys.stderr)
@@ -116,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         assistant.warm_up()
     except IngestError as err:  # start anyway: the page shows the problem, and recovers once it is fixed
         print(f"ui: warning: {err}", file=sys.stderr)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:  # noqa: BLE001 - start anyway; the traceback stays in the log
+        if settings.debug:
+            raise
+        traceback.print_exc()
         print(f"ui: warning: the assistant could not warm up ({type(err).__name__}: {err})", file=sys.stderr)
 
     feedback = args.feedback or default_feedback_path()

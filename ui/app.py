@@ -26,7 +26,6 @@ UNEXPECTED = (
     "Something went wrong inside the assistant ({kind}) — try again; "
     "if it persists, re-run `make ingest`"
 )
-CITATION_KEYS = ("n", "chunk_id", "source", "section", "start", "end", "quote")
 
 
 def new_conversation() -> dict:
@@ -45,12 +44,6 @@ class Step:
     sources: list[dict] = field(default_factory=list)  # citations of the finished answer
     error: str = ""  # one line when the question could not be answered
     panel: str | None = None  # on the final step: the panel (the first source, or empty)
-
-
-def _citation(c) -> dict:
-    d = {k: getattr(c, k) for k in CITATION_KEYS}
-    d["header"] = getattr(c, "header", "")
-    return d
 
 
 def _log_exception(where: str) -> None:
@@ -116,20 +109,12 @@ class ChatController:
             yield Step(render.chat_messages(exchanges), conv, "", True, [], line, render.PANEL_EMPTY)
             return
         try:  # keep the question as the assistant read it (spaces and control characters tidied)
-            from assistant.core import clean_question
+            from assistant.clean import clean_question
 
             question = clean_question(question, self.assistant.settings.max_question_chars)
         except Exception:  # noqa: BLE001 - a backend may accept what clean_question would not
             pass
-        ex = {
-            "question": question,
-            "answer": answer.text,
-            "abstained": bool(answer.abstained),
-            "citations": [] if answer.abstained else [_citation(c) for c in answer.citations],
-            "related": [_citation(c) for c in answer.related] if answer.abstained else [],
-            "notice": answer.notice,
-            "query": answer.query,
-        }
+        ex = {"question": question, **answer.to_dict()}
         exchanges.append(ex)
         conv["turns"] += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
         panel = self.panel_for(ex["citations"][0]) if ex["citations"] else render.PANEL_EMPTY
@@ -220,7 +205,7 @@ class ChatController:
             "vote": vote,
             "question": ex.get("question", ""),
             "answer": ex.get("answer", "") or ex.get("error", ""),
-            "citations": [{k: c[k] for k in CITATION_KEYS} for c in ex.get("citations") or []],
+            "citations": list(ex.get("citations") or []),  # as Answer.to_dict wrote them
         }
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._feedback_lock:
@@ -233,12 +218,7 @@ class ChatController:
     def ask(self, question: str, history: Any = None) -> dict:
         """Structured answer for API clients; raises ValueError-like errors with one line."""
         turns = _history(history)
-        answer = self.assistant.ask(question, turns)
-        return {
-            "answer": answer.text,
-            "abstained": bool(answer.abstained),
-            "citations": [] if answer.abstained else [{k: getattr(c, k) for k in CITATION_KEYS} for c in answer.citations],
-        }
+        return self.assistant.ask(question, turns).to_dict()
 
 
 class HistoryError(ValueError):

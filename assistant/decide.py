@@ -1,0 +1,45 @@
+"""The decide stage: answer, or say plainly that the corpus does not say.
+
+Confidence is the best evidence score among the top answerable units that hold what the question
+asks for (a date, a number, an amount), lowered by the share of the question's words the corpus
+never uses. The corpus "does not say" when no unit qualifies, when the question names an
+identifier the corpus never mentions ("ASL-5", "v2.6"), or when confidence is below the threshold.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from . import qtype
+from .rank import unknown_share
+from .records import Citation, Decision, Query, Scored
+from .units import label_only
+
+TOP_FOR_CONFIDENCE = 5
+
+
+def decide(query: Query, scored: Sequence[Scored], index, threshold: float) -> Decision:
+    useful = [s for s in scored if not label_only(s.unit)]
+    kind = qtype.expected_type(query.focus)
+    typed = tuple(s for s in useful if qtype.satisfies(kind, s.unit.text))
+    if not typed:
+        return Decision(True, 0.0, threshold, "answer type" if useful else "no candidates")
+    if qtype.unknown_identifiers(query.focus, index.identifiers):
+        return Decision(True, 0.0, threshold, "unknown identifier")
+    confidence = max(s.evidence for s in typed[:TOP_FOR_CONFIDENCE]) * (1.0 - 0.5 * unknown_share(query, index.stats))
+    if confidence < threshold:
+        return Decision(True, confidence, threshold, "below threshold", typed)
+    return Decision(False, confidence, threshold, "", typed)
+
+
+def related(scored: Sequence[Scored], limit: int) -> tuple[Citation, ...]:
+    """The closest passages (one unit each), offered apart when abstaining; never citations."""
+    out: list[Citation] = []
+    seen: set[str] = set()
+    for s in scored:
+        if s.unit.chunk_id in seen:
+            continue
+        seen.add(s.unit.chunk_id)
+        out.append(Citation.of_unit(len(out) + 1, s.unit))
+        if len(out) >= limit:
+            break
+    return tuple(out)
