@@ -16,7 +16,8 @@ def _print_answer(answer, as_json: bool) -> None:
     if answer.notice:
         print(f"({answer.notice})")
     for c in answer.citations:
-        print(f"  [{c.n}] {c.source}:{c.start}-{c.end}  {c.section}")
+        page = f" ({c.where.partition(', ')[2]})" if c.pages else ""
+        print(f"  [{c.n}] {c.source}:{c.start}-{c.end}{page}  {c.section}")
         print(f"      “{c.quote}”")
     if answer.related:
         print("Related passages (not an answer):")

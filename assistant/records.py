@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ingest.records import Chunk, Unit
+from ingest.records import Chunk, Unit, format_pages
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import CorpusIndex
@@ -48,9 +48,16 @@ class Citation:
     end: int
     quote: str  # == source_text[start:end]
     header: str = ""  # for a table row: the table's header row
+    pages: tuple[int, ...] = ()  # (first, last) page of a PDF; () for other documents
+
+    @property
+    def where(self) -> str:
+        """'report.pdf, p. 12' for a PDF page, else the source path."""
+        pages = format_pages(self.pages)
+        return f"{self.source}, {pages}" if pages else self.source
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"pages": list(self.pages), "where": self.where}
 
     @classmethod
     def of_unit(cls, n: int, unit: Unit) -> "Citation":
@@ -63,11 +70,14 @@ class Citation:
             end=unit.end,
             quote=unit.text,
             header=unit.header,
+            pages=unit.pages,
         )
 
     @classmethod
     def of_chunk(cls, n: int, chunk: Chunk) -> "Citation":
-        return cls(n, chunk.id, chunk.source, chunk.section_label, chunk.start, chunk.end, chunk.text, chunk.header)
+        return cls(
+            n, chunk.id, chunk.source, chunk.section_label, chunk.start, chunk.end, chunk.text, chunk.header, chunk.pages
+        )
 
 
 @dataclass(frozen=True)
