@@ -86,13 +86,15 @@ def _pieces(text: str, block: Block, count: TokenCounter, target: int) -> list[_
     if block.kind == "code":
         return _code_pieces(text, block, count, target)
     # a long paragraph or item: whole sentences, packed up to the target
+    # (a 'sentence' over the target, such as lines with no punctuation, is cut at spaces)
     out: list[_Piece] = []
     for a, b in sentence_spans(text, block.start, block.end):
         t = count(text[a:b])
-        if out and out[-1].tokens + t <= target:
-            out[-1] = _Piece(out[-1].start, b, out[-1].tokens + t, "part")
-        else:
-            out.append(_Piece(a, b, t, "part"))
+        for a2, b2, t2 in _word_parts(text, a, b, count, target) if t > target else [(a, b, t)]:
+            if out and out[-1].tokens + t2 <= target:
+                out[-1] = _Piece(out[-1].start, b2, out[-1].tokens + t2, "part")
+            else:
+                out.append(_Piece(a2, b2, t2, "part"))
     return out
 
 
