@@ -1,5 +1,13 @@
 """Where the abstention threshold comes from: a setting, the collection's own calibration, or the
-packaged one (fitted by `make calibrate` on the rsp eval set)."""
+packaged one (fitted by `make calibrate` on the rsp eval set).
+
+`python -m evals calibrate --set S --write` stores the threshold in the metadata of the
+collection it was fitted on (`write_collection`): `abstain_threshold`, `calibration_set` and
+`calibration_fingerprint` (the corpus fingerprint it was fitted on). An incremental ingest of
+that collection keeps these keys (ingest merges its own keys into the metadata); when the
+corpus has changed since, the threshold is still used but its source says it predates the
+change, so `--json` and the UI show that it wants re-fitting. A rebuild (another model or
+chunker) drops the collection and with it the calibration."""
 from __future__ import annotations
 
 import json
@@ -10,6 +18,8 @@ from pathlib import Path
 PACKAGED_FILE = Path(__file__).resolve().parent / "calibration.json"
 FALLBACK_THRESHOLD = 0.45  # used only if the packaged file is missing
 COLLECTION_KEY = "abstain_threshold"  # collection metadata written by `python -m evals calibrate --write`
+SET_KEY = "calibration_set"
+FINGERPRINT_KEY = "calibration_fingerprint"
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,31 @@ def resolve(settings, collection_meta: dict) -> Threshold:
         except (TypeError, ValueError):
             value = None
         if value is not None:
-            fitted = collection_meta.get("calibration_set", "?")
-            return Threshold(value, f"collection '{settings.store.collection}' (calibrated on set {fitted})")
+            fitted = collection_meta.get(SET_KEY, "?")
+            source = f"collection '{settings.store.collection}' (calibrated on set {fitted}"
+            was = collection_meta.get(FINGERPRINT_KEY)
+            if was and was != collection_meta.get("corpus_fingerprint"):
+                source += ", before the corpus last changed: re-run `python -m evals calibrate --write`"
+            return Threshold(value, source + ")")
     return packaged()
+
+
+def write_collection(store_settings, result: dict) -> dict:
+    """Store a calibration result in the collection's metadata; returns the metadata written.
+
+    Holds the ingest lock, so it never races an ingest of the same collection."""
+    from ingest.pipeline import store_lock
+    from ingest.store import Store
+
+    with store_lock(store_settings):
+        store = Store(store_settings)
+        meta = dict(store.chunks.metadata or {})
+        meta.update(
+            {
+                COLLECTION_KEY: float(result["abstain_threshold"]),
+                SET_KEY: str(result.get("set", "?")),
+                FINGERPRINT_KEY: str(meta.get("corpus_fingerprint", "")),
+            }
+        )
+        store.chunks.modify(metadata=meta)
+    return meta

@@ -1,10 +1,18 @@
 """Load and validate an evaluation set: single-turn items, multi-turn dialogues, gold evidence.
 
-A set lives in ROOT/evals/sets/NAME/ as ``set.json`` (name, corpus folder relative to ROOT,
-description), ``items.jsonl`` (one item a line) and ``dialogues.jsonl`` (one dialogue a line).
-Every evidence quote must be a verbatim substring of some .md/.txt file under the corpus
-folder; every accept phrase of an answerable item must occur (after ``normalize``) in its gold
-answer or one of its evidence quotes. Standard library only.
+A set is a folder anywhere (a bare name means ROOT/evals/sets/NAME/) holding ``set.json``
+(name, corpus folder relative to the set folder or to ROOT, description, optional
+``variants``), ``items.jsonl`` (one item a line), optionally ``dialogues.jsonl`` (one
+dialogue a line) and ``thresholds.json`` (its regression gate). Every evidence quote must be
+a verbatim substring of a corpus document's text as the product extracts it
+(``ingest.load``: Markdown and text as they are, HTML and PDF as text), so .md, .txt, .html
+and .pdf corpora all work; every accept phrase of an answerable item must occur (after
+``normalize``) in its gold answer or one of its evidence quotes.
+
+Two flags mark items a person still has to finish: ``"draft": true`` (written by
+``python -m evals new``; validated and scored like any item, and counted) and
+``"review": true`` (from a thumbs-down in ``python -m evals from-feedback``; only its id and
+question are checked, and it is not scored until the flag is removed).
 """
 from __future__ import annotations
 
@@ -25,8 +33,8 @@ KINDS: tuple[str, ...] = (
     "unanswerable",
 )
 DIALOGUE_KIND = "dialogue"
-CORPUS_SUFFIXES = (".md", ".txt")
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent
+VARIANT_NAMES = ("bm25", "dense", "hybrid", "full")
 
 
 class EvalSetError(ValueError):
@@ -98,6 +106,7 @@ class Item(_Gold):
     answer: str
     accept: tuple[str, ...]
     evidence: tuple[str, ...]
+    draft: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,8 +123,29 @@ class Dialogue:
 class EvalSet:
     name: str
     corpus_dir: Path
-    items: tuple[Item, ...]
+    items: tuple[Item, ...]  # the scored ones (items marked for review are left out)
     dialogues: tuple[Dialogue, ...]
+    set_dir: Path | None = None
+    variants: tuple[str, ...] = VARIANT_NAMES  # the pipelines `python -m evals` runs on it
+    review: tuple[str, ...] = ()  # ids of items marked for review, not scored
+    headline: tuple[tuple[str, str], ...] = ()  # (label, metric of the full pipeline) the report leads with
+
+    @property
+    def drafts(self) -> int:
+        return sum(1 for i in self.items if i.draft)
+
+    @property
+    def thresholds_path(self) -> Path | None:
+        return self.set_dir / "thresholds.json" if self.set_dir is not None else None
+
+    def status(self) -> str:
+        """One line: what the set holds and what is left for a person to finish."""
+        line = f"set {self.name}: {len(self.items)} items, {len(self.dialogues)} dialogues"
+        if self.drafts:
+            line += f"; {self.drafts} drafts left to correct (remove \"draft\" once checked)"
+        if self.review:
+            line += f"; {len(self.review)} items marked for review, not scored"
+        return line
 
     def by_kind(self, kind: str) -> tuple[Item, ...]:
         return tuple(i for i in self.items if i.kind == kind)
@@ -131,8 +161,10 @@ def available_sets(root: Path | None = None) -> list[str]:
     return sorted(p.name for p in base.iterdir() if (p / "set.json").is_file())
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+def _read_jsonl(path: Path, required: bool = True) -> list[tuple[int, dict]]:
     if not path.is_file():
+        if not required:
+            return []
         raise EvalSetError(f"{path}: file missing")
     rows = []
     with path.open(encoding="utf-8") as fh:
@@ -166,17 +198,45 @@ def _text(obj: dict, field: str, where: str, required: bool = True) -> str:
     return value
 
 
-def _load_corpus(corpus_dir: Path) -> list[str]:
+def corpus_documents(corpus_dir: Path) -> dict[str, str]:
+    """Source -> text of every document under corpus_dir, exactly as ingest extracts it."""
+    from ingest.load import SUPPORTED, load_paths
+
     if not corpus_dir.is_dir():
         raise EvalSetError(f"corpus folder {corpus_dir} does not exist")
-    texts = [
-        p.read_text(encoding="utf-8")
-        for p in sorted(corpus_dir.rglob("*"))
-        if p.is_file() and p.suffix.lower() in CORPUS_SUFFIXES
-    ]
-    if not texts:
-        raise EvalSetError(f"corpus folder {corpus_dir} holds no .md/.txt files")
-    return texts
+    loaded = load_paths([corpus_dir])
+    if loaded.problems and not loaded.documents:
+        raise EvalSetError(f"corpus folder {corpus_dir}: {loaded.problems[0]}")
+    if not loaded.documents:
+        raise EvalSetError(f"corpus folder {corpus_dir} holds no {'/'.join(sorted(SUPPORTED))} files")
+    return {d.source: d.text for d in loaded.documents}
+
+
+def _load_corpus(corpus_dir: Path) -> list[str]:
+    return list(corpus_documents(corpus_dir).values())
+
+
+def resolve_set_dir(name_or_path: str | Path, root: Path | None = None) -> Path:
+    """A bare name is ROOT/evals/sets/NAME; anything with a path separator, or an existing
+    folder holding set.json, is that folder."""
+    root = Path(root) if root is not None else DEFAULT_ROOT
+    raw = str(name_or_path)
+    as_path = Path(raw).expanduser()
+    if "/" in raw or raw.startswith(".") or (as_path.is_dir() and (as_path / "set.json").is_file()):
+        return as_path.resolve()
+    return root / "evals" / "sets" / raw
+
+
+def _corpus_dir(corpus_rel: str, set_dir: Path, root: Path) -> Path:
+    path = Path(corpus_rel).expanduser()
+    if path.is_absolute():
+        return path.resolve()
+    for base in (set_dir, root):
+        if (base / path).is_dir():
+            return (base / path).resolve()
+    raise EvalSetError(
+        f"{set_dir / 'set.json'}: corpus folder {corpus_rel!r} is neither under the set folder nor the repo — fix 'corpus'"
+    )
 
 
 def _check_qa(where: str, question: str, answer: str, accept, evidence, texts: list[str]) -> None:
@@ -206,23 +266,33 @@ def _check_qa(where: str, question: str, answer: str, accept, evidence, texts: l
         raise EvalSetError(f"{where}: accept phrases given but no evidence (unanswerable turns take none)")
 
 
-def load_set(name: str = "rsp", root: Path | None = None) -> EvalSet:
-    """Load set NAME from ROOT/evals/sets/NAME/, validated against its corpus."""
+def load_set(name: str | Path = "rsp", root: Path | None = None) -> EvalSet:
+    """Load a set (a bare name under ROOT/evals/sets/, or a folder anywhere), validated against its corpus."""
     root = Path(root) if root is not None else DEFAULT_ROOT
-    set_dir = root / "evals" / "sets" / name
+    set_dir = resolve_set_dir(name, root)
     meta_path = set_dir / "set.json"
     if not meta_path.is_file():
-        avail = ", ".join(available_sets(root)) or "none"
-        raise EvalSetError(f"unknown eval set {name!r}; available sets: {avail}")
+        if set_dir.parent == root / "evals" / "sets":
+            avail = ", ".join(available_sets(root)) or "none"
+            raise EvalSetError(f"unknown eval set {str(name)!r}; available sets: {avail}")
+        raise EvalSetError(f"{set_dir}: no set.json — write one, or start a set with `python -m evals new`")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise EvalSetError(f"set.json line {exc.lineno}: bad JSON ({exc.msg})") from None
+    if not isinstance(meta, dict):
+        raise EvalSetError(f"{meta_path}: expected a JSON object")
     corpus_rel = meta.get("corpus")
     if not isinstance(corpus_rel, str) or not corpus_rel:
-        raise EvalSetError(f"{meta_path}: 'corpus' must name a folder relative to the repo root")
-    corpus_dir = (root / corpus_rel).resolve()
+        raise EvalSetError(f"{meta_path}: 'corpus' must name a folder relative to the set folder or the repo")
+    corpus_dir = _corpus_dir(corpus_rel, set_dir, root)
     texts = _load_corpus(corpus_dir)
+    variants = meta.get("variants", list(VARIANT_NAMES))
+    if not isinstance(variants, list) or not variants or any(v not in VARIANT_NAMES for v in variants):
+        raise EvalSetError(f"{meta_path}: 'variants' must be a list drawn from {', '.join(VARIANT_NAMES)}")
+    headline = meta.get("headline", {})
+    if not isinstance(headline, dict) or not all(isinstance(v, str) for v in headline.values()):
+        raise EvalSetError(f"{meta_path}: 'headline' must map labels to metric names")
 
     seen: set[str] = set()
 
@@ -235,9 +305,14 @@ def load_set(name: str = "rsp", root: Path | None = None) -> EvalSet:
         return ident
 
     items: list[Item] = []
+    review: list[str] = []
     for lineno, obj in _read_jsonl(set_dir / "items.jsonl"):
         ident = claim(obj.get("id"), f"items.jsonl line {lineno}")
         where = f"item {ident} (items.jsonl line {lineno})"
+        if obj.get("review"):
+            _text(obj, "question", where)
+            review.append(ident)
+            continue
         kind = obj.get("kind")
         if kind not in KINDS:
             raise EvalSetError(f"{where}: unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
@@ -250,10 +325,10 @@ def load_set(name: str = "rsp", root: Path | None = None) -> EvalSet:
         if kind != "unanswerable" and not evidence:
             raise EvalSetError(f"{where}: kind {kind!r} needs at least one evidence quote")
         _check_qa(where, question, answer, accept, evidence, texts)
-        items.append(Item(ident, kind, question, answer, accept, evidence))
+        items.append(Item(ident, kind, question, answer, accept, evidence, bool(obj.get("draft"))))
 
     dialogues: list[Dialogue] = []
-    for lineno, obj in _read_jsonl(set_dir / "dialogues.jsonl"):
+    for lineno, obj in _read_jsonl(set_dir / "dialogues.jsonl", required=False):
         ident = claim(obj.get("id"), f"dialogues.jsonl line {lineno}")
         where = f"dialogue {ident} (dialogues.jsonl line {lineno})"
         raw_turns = obj.get("turns")
@@ -272,9 +347,15 @@ def load_set(name: str = "rsp", root: Path | None = None) -> EvalSet:
             turns.append(Turn(question, answer, accept, evidence))
         dialogues.append(Dialogue(ident, tuple(turns)))
 
+    if not items and not dialogues:
+        raise EvalSetError(f"{set_dir}: no item to score — add items to items.jsonl (or remove \"review\" from checked ones)")
     return EvalSet(
-        name=str(meta.get("name", name)),
+        name=str(meta.get("name") or set_dir.name),
         corpus_dir=corpus_dir,
         items=tuple(items),
         dialogues=tuple(dialogues),
+        set_dir=set_dir,
+        variants=tuple(variants),
+        review=tuple(review),
+        headline=tuple(headline.items()),
     )

@@ -33,9 +33,17 @@ def markdown(report: dict) -> str:
     lines = [
         f"# Eval report: set `{report['set']}`",
         "",
-        f"{report['items']} single-turn items and {report['dialogues']} dialogues; "
-        f"abstention threshold {report['abstain_threshold']}; wall time {report['wall_seconds']} s.",
+        f"{report['items']} single-turn items and {report['dialogues']} dialogues"
+        + (f" ({report['drafts']} of them drafts)" if report.get("drafts") else "")
+        + (f"; {report['review']} items marked for review, not scored" if report.get("review") else "")
+        + f"; abstention threshold {report['abstain_threshold']}"
+        + (f" ({report['threshold_source']})" if report.get("threshold_source") else "")
+        + f"; wall time {report['wall_seconds']} s.",
         "",
+    ]
+    if report.get("headline"):
+        lines += ["## Headline (full pipeline)", ""] + [f"- {line}" for line in headline(report)] + [""]
+    lines += [
         "## Pipelines, all items",
         "",
         "| pipeline | " + " | ".join(label for _, label in COLUMNS) + " |",
@@ -52,6 +60,14 @@ def markdown(report: dict) -> str:
     if report.get("gate"):
         lines += ["", "## Gate", ""] + [f"- {g}" for g in report["gate"]] if report["gate"] else []
     return "\n".join(lines) + "\n"
+
+
+def headline(report: dict) -> list[str]:
+    """The set's own names for measures of the full pipeline ('passage hit 0.712 (citation_recall)')."""
+    full = report["variants"].get("full") or next(iter(report["variants"].values()))
+    return [
+        f"{label} {_fmt(full['overall'].get(metric))} ({metric})" for label, metric in (report.get("headline") or {}).items()
+    ]
 
 
 def table(report: dict) -> str:

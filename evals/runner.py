@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from assistant import calibration
 from assistant.pipeline import Assistant
 from assistant.records import Turn
 from assistant.settings import Settings
@@ -120,13 +121,29 @@ def summarize(rows: list[dict]) -> dict:
     return {"overall": aggregate(rows), "by_kind": {k: aggregate([r for r in rows if r["kind"] == k]) for k in kinds}}
 
 
-def run(es: EvalSet, settings: Settings, variants=VARIANTS, embedder=None) -> dict:
+def variants_of(es: EvalSet) -> tuple[Variant, ...]:
+    """The pipelines the set's set.json asks for (all four unless it names some)."""
+    return tuple(v for v in VARIANTS if v.name in es.variants)
+
+
+def run(es: EvalSet, settings: Settings, variants=None, embedder=None) -> dict:
     t0 = time.perf_counter()
+    variants = variants_of(es) if variants is None else variants
     settings = replace(settings, backend="extractive")  # the generative backend is its own variant
     base = Assistant(settings, embedder)
     base.warm_up()
     texts = corpus_texts(base)
-    report = {"set": es.name, "items": len(es.items), "dialogues": len(es.dialogues), "variants": {}}
+    threshold = calibration.resolve(settings, base.retriever.index().meta)
+    report = {
+        "set": es.name,
+        "items": len(es.items),
+        "dialogues": len(es.dialogues),
+        "drafts": es.drafts,
+        "review": len(es.review),
+        "store": settings.store.describe(),
+        "headline": dict(es.headline),
+        "variants": {},
+    }
     rows_by_variant = {}
     for v in variants:
         if v.rescore == settings.rescore and v.backend == settings.backend:
@@ -137,7 +154,8 @@ def run(es: EvalSet, settings: Settings, variants=VARIANTS, embedder=None) -> di
         rows_by_variant[v.name] = rows
         report["variants"][v.name] = summarize(rows)
     report["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    report["abstain_threshold"] = settings.abstain_threshold
+    report["abstain_threshold"] = threshold.value
+    report["threshold_source"] = threshold.source
     report["rows"] = rows_by_variant.get(FULL) or next(iter(rows_by_variant.values()))
     return report
 

@@ -9,7 +9,7 @@ from evals import report as rep
 from evals.dataset import load_set
 from evals.runner import best_threshold, run
 
-THRESHOLDS = Path(__file__).resolve().parent.parent / "evals" / "thresholds.json"
+THRESHOLDS = Path(__file__).resolve().parent.parent / "evals" / "sets" / "rsp" / "thresholds.json"
 
 
 def test_eval_gate(corpus_store, embedder, tmp_path):

@@ -220,3 +220,59 @@ def test_matches_accept():
     assert not matches_accept("It was released in 2025.", ["24 February 2026"])
     assert not matches_accept("anything", [])
     assert not matches_accept("anything", ["", "  "])
+
+
+# --------------------------------------------------------------------------- sets anywhere, drafts, review
+
+
+def test_set_folder_anywhere_with_corpus_beside_it(tmp_path):
+    set_dir = tmp_path / "elsewhere" / "myset"
+    (set_dir / "docs").mkdir(parents=True)
+    (set_dir / "docs" / "page.html").write_text("<h1>Page</h1><p>The <em>blue</em> door opens at nine.</p>")
+    (set_dir / "set.json").write_text(json.dumps({"name": "mine", "corpus": "docs"}))
+    rows = [
+        {"id": "a", "kind": "fact", "question": "When does the blue door open?", "answer": "at nine",
+         "accept": ["nine"], "evidence": ["The blue door opens at nine."], "draft": True},
+        {"id": "b", "kind": "fact", "question": "Is it any good?", "review": True},
+    ]
+    (set_dir / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # no dialogues.jsonl
+    es = load_set(set_dir)
+    assert es.name == "mine" and es.corpus_dir == (set_dir / "docs").resolve()
+    assert [i.id for i in es.items] == ["a"] and es.drafts == 1 and es.review == ("b",)
+    assert es.dialogues == () and es.thresholds_path == set_dir / "thresholds.json"
+    assert "1 drafts left" in es.status() and "1 items marked for review" in es.status()
+    # evidence is checked against the extracted text: the raw HTML would not match
+    rows[0]["evidence"] = ["The <em>blue</em> door"]
+    (set_dir / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(EvalSetError, match="verbatim"):
+        load_set(set_dir)
+
+
+def test_squad_build_from_a_squad_shaped_file(tmp_path):
+    from evals import squad
+
+    def para(n, k):
+        ctx = f"Paragraph {n}.{k} says that the river Alpha{n}{k} is {100 + k} km long.\nIt flows north."
+        qas = [
+            {"id": f"q{n}{k}{j}", "question": f"How long is the river Alpha{n}{k} ({j})?",
+             "answers": [{"answer_start": 0, "text": f"{100 + k} km"}, {"answer_start": 0, "text": f"{100 + k} km"}]}
+            for j in range(3)
+        ]
+        qas.append({"id": f"bad{n}{k}", "question": "Unanswerable here?", "answers": [{"answer_start": 0, "text": "absent words"}]})
+        return {"context": ctx, "qas": qas}
+
+    fake = {"version": "1.1", "data": [{"title": f"Article_{n}", "paragraphs": [para(n, k) for k in range(3)]} for n in range(4)]}
+    out = squad.build(fake, tmp_path / "squad", per_article=5, seed=1)
+    es = load_set(out)
+    assert es.name == "squad-dev" and es.variants == ("full",)
+    assert len(es.items) == 20 and not any(i.id.startswith("squad-bad") for i in es.items)
+    files = sorted(p.name for p in (out / "corpus").iterdir())
+    assert files == ["01-article-0.md", "02-article-1.md", "03-article-2.md", "04-article-3.md"]
+    text = (out / "corpus" / "01-article-0.md").read_text()
+    assert text.startswith("# Article 0\n\n") and "\nIt flows" not in text  # paragraphs on one line each
+    assert all(i.accept == (i.answer,) and i.answer in i.evidence[0] for i in es.items)
+    assert dict(es.headline)["passage hit"] == "citation_recall"
+    again = squad.build(fake, tmp_path / "squad2", per_article=5, seed=1)
+    assert (again / "items.jsonl").read_text() == (out / "items.jsonl").read_text()  # seeded: the same sample
+    with pytest.raises(EvalSetError, match="SQuAD"):
+        squad.build({"nope": 1}, tmp_path / "x")

