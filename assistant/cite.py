@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ingest.errors import LoadError
 from ingest.load import load_file
+from ingest.records import Document, page_range, page_span
 
 from .errors import CiteError
 
@@ -20,7 +21,8 @@ class Passage:
     end: int
     quote: str
     paragraph_start: int
-    paragraph: str  # the surrounding paragraph (or table, or list item)
+    paragraph: str  # the surrounding paragraph (or table, or list item); in a PDF, the cited page(s)
+    pages: tuple[int, ...] = ()  # (first, last) page of a PDF holding the span; () for other documents
 
 
 def confined_path(corpus_dirs, source: str) -> Path:
@@ -42,12 +44,17 @@ def confined_path(corpus_dirs, source: str) -> Path:
     raise CiteError(f"no corpus file '{source[:80]}' — check the source path (see `python -m assistant ask --json`)")
 
 
-def source_text(corpus_dirs, source: str) -> str:
+def source_document(corpus_dirs, source: str) -> Document:
+    """The corpus file re-loaded exactly as it was ingested (text, and a PDF's page map)."""
     path = confined_path(corpus_dirs, source)
     try:
-        return load_file(path, source, max_file_mb=1024).text
+        return load_file(path, source, max_file_mb=1024)
     except LoadError as err:
         raise CiteError(f"{source}: {err}") from None
+
+
+def source_text(corpus_dirs, source: str) -> str:
+    return source_document(corpus_dirs, source).text
 
 
 def parse_ref(ref: str) -> tuple[str, int, int] | None:
@@ -58,9 +65,16 @@ def parse_ref(ref: str) -> tuple[str, int, int] | None:
 
 
 def passage(corpus_dirs, source: str, start: int, end: int) -> Passage:
-    text = source_text(corpus_dirs, source)
+    """The span in its paragraph; in a PDF, in the text of its page(s) (`ingest.records.page_span`)."""
+    doc = source_document(corpus_dirs, source)
+    text = doc.text
     if not (0 <= start < end <= len(text)):
         raise CiteError(f"{source}:{start}-{end} is outside the file (it has {len(text)} characters)")
+    if doc.page_starts:
+        first, last = page_range(doc.page_starts, start, end)
+        page_start = min(start, page_span(text, doc.page_starts, first)[0])
+        page_end = max(end, page_span(text, doc.page_starts, last)[1])
+        return Passage(source, start, end, text[start:end], page_start, text[page_start:page_end], (first, last))
     para_start = text.rfind("\n\n", 0, start)
     para_start = 0 if para_start < 0 else para_start + 2
     para_end = text.find("\n\n", end)

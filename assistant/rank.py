@@ -49,48 +49,61 @@ def unknown_share(query: Query, stats: TermStats) -> float:
     return sum(1 for t in terms if not stats.known(t)) / len(terms)
 
 
+UNIT_K = 48  # units from the dense unit search (Chroma) that join the units of the top passages
+
+
 def score_units(
     query: Query, qvec: np.ndarray, hits: Sequence[Hit], index, candidates: int, everywhere: bool = True
 ) -> list[Scored]:
     """Units scored against the question by meaning and words, plus a bonus for those in the
-    top fused passages; best first, the top few dozen. With everywhere=False only the units
-    of the top passages compete (plain retrieve-then-read)."""
-    n = len(index.units)
+    top fused passages; best first, the top few dozen. The units that compete are those of the
+    top passages and, with everywhere=True, the UNIT_K units nearest the question in the store
+    (with the rest of their passages) and those naming an identifier the question names; with
+    everywhere=False only the units of the top passages compete (plain retrieve-then-read)."""
+    if index.unit_count == 0:
+        return []
+    top = [h.chunk.id for h in hits[: candidates * 2]]
+    asked = []
+    for ident in qtype.identifiers(query.focus):
+        named_by_corpus, owners, count = index.identifiers.lookup(ident)
+        if named_by_corpus and count:
+            asked.append((ident, count))
+            if everywhere and owners:
+                top += owners
+    if everywhere:
+        top += [cid for _, cid in index.store.nearest_units(qvec, UNIT_K)]
+    groups = index.arena.load(top)
+    chunk_rank: dict[str, int] = {}
+    for rank, hit in enumerate(hits[: candidates * 2]):
+        chunk_rank.setdefault(hit.chunk.id, rank)
+    units, vecs, terms, names, ranks = [], [], [], [], []
+    for cid, g in groups.items():
+        units += g.units
+        vecs.append(g.vecs)
+        terms += g.terms
+        names += g.names
+        ranks += [chunk_rank.get(cid, -1)] * len(g.units)
+    n = len(units)
     if n == 0:
         return []
-    dense = index.unit_vecs @ qvec
+    dense = np.concatenate(vecs) @ qvec
     weights, total = _weighted_terms(query, index.stats)
-    lexical = np.zeros(n, dtype=np.float32)
-    for term, w in weights.items():
-        ix = index.unit_postings.get(term)
-        if ix is not None:
-            lexical[ix] += w / total
+    lexical = np.asarray([sum(w for t, w in weights.items() if t in ts) / total for ts in terms], dtype=np.float32)
     np.minimum(lexical, 1.0, out=lexical)
     named = np.zeros(n, dtype=np.float32)
-    asked = [i for i in qtype.identifiers(query.focus) if i in index.identifier_postings]
-    for ident in asked:
-        ix = index.identifier_postings[ident]
+    for ident, count in asked:
         # 'v2.2' named in one row is a sharp signal; 'v3', named everywhere, is not
-        named[ix] += min(1.0, 3.0 / len(ix)) / len(asked)
-    prior = np.zeros(n, dtype=np.float32)
-    ranks = np.full(n, -1)
-    for rank, hit in enumerate(hits[: candidates * 2]):
-        ix = index.units_by_chunk.get(hit.chunk.id)
-        if ix:
-            prior[ix] = np.maximum(prior[ix], 1.0 / (1.0 + 0.25 * rank))
-            ranks[ix] = np.where(ranks[ix] < 0, rank, ranks[ix])
+        named[[i for i, ns in enumerate(names) if ident in ns]] += min(1.0, 3.0 / count) / len(asked)
+    ranks_a = np.asarray(ranks)
+    prior = np.where(ranks_a >= 0, 1.0 / (1.0 + 0.25 * np.maximum(ranks_a, 0)), 0.0).astype(np.float32)
     evidence = W_DENSE * dense + W_LEX * lexical + W_RANK * prior
     total_score = evidence + W_IDENTIFIER * named
     if not everywhere:
-        total_score = np.where(ranks >= 0, total_score, -np.inf)
-        total_score[ranks >= candidates] = -np.inf
-    top = np.argsort(-total_score)[: max(candidates * 6, 30)]
+        total_score = np.where((ranks_a >= 0) & (ranks_a < candidates), total_score, -np.inf)
+    best = np.argsort(-total_score, kind="stable")[: max(candidates * 6, 30)]
     return [
-        Scored(
-            index.units[i], float(total_score[i]), float(dense[i]), float(lexical[i]), int(ranks[i]),
-            float(named[i]), float(evidence[i]),
-        )
-        for i in top
+        Scored(units[i], float(total_score[i]), float(dense[i]), float(lexical[i]), int(ranks_a[i]), float(named[i]), float(evidence[i]))
+        for i in best
         if np.isfinite(total_score[i])
     ]
 

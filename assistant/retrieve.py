@@ -1,14 +1,19 @@
-"""The retrieve stage: dense search (Chroma through llama-index) and BM25 (llama-index), fused by RRF.
+"""The retrieve stage: dense search (Chroma through llama-index) and BM25, fused by RRF.
 
 `Retriever` keeps the CorpusIndex in step with the collection (a cheap metadata check at most
-once a second; a rebuild when an ingest changed the corpus fingerprint) and searches it.
-llama-index types stay inside this module and `index.py`: callers get Hits of our own Chunks.
+once a second; a new index when an ingest changed the corpus fingerprint) and searches it.
+BM25 runs over the lexical index ingest wrote into the store (ingest.lexical); a new state
+loads only the segments this process does not hold yet. A store whose state has no lexical
+index (written by an older version) gets one built in memory from all chunks, once per state,
+with a one-line notice naming the fix. llama-index types stay inside this module: callers get
+Hits of our own Chunks.
 
 Failures of the store (missing, corrupt, server down or frozen) become a one-line StoreError that
 names the fix; any other exception is a bug and propagates with its traceback.
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -17,7 +22,8 @@ import numpy as np
 from ingest.chunk import CHUNKER_VERSION
 from ingest.embed import Embedder
 from ingest.errors import StoreError
-from ingest.store import Store, forget_clients, store_identity
+from ingest.lexical import LexicalIndex, Segment, build_segment
+from ingest.store import Store, forget_clients, rebuild_hint, store_identity
 
 from .fusion import rrf
 from .index import CorpusIndex, build_index
@@ -65,6 +71,7 @@ class Retriever:
         self._checked = 0.0
         self._store: Store | None = None
         self._dense = None
+        self._segments: dict[str, Segment] = {}  # loaded segments, shared by successive states
 
     # -- keeping in step with the collection ----------------------------------------
     def _open(self) -> Store:
@@ -75,7 +82,8 @@ class Retriever:
         return self._store
 
     def _lost(self, err: BaseException, doing: str) -> StoreError:
-        self._store, self._index = None, None
+        self._store, self._index, self._dense = None, None, None
+        self._segments = {}
         return StoreError(
             f"{doing} {self.settings.store.describe()} failed ({type(err).__name__}) — if an ingest is running, "
             "ask again when it ends; otherwise check that the store exists (or that the Chroma server is "
@@ -92,7 +100,7 @@ class Retriever:
         with self._lock:
             if self._store is not None and store_identity(self.settings.store) != self._store.identity:
                 # the store folder was deleted and rebuilt under us: reopen it
-                self._store, self._index = None, None
+                self._store, self._index, self._segments, self._dense = None, None, {}, None
                 forget_clients()
             try:
                 store = self._open()
@@ -119,12 +127,27 @@ class Retriever:
         from llama_index.core import VectorStoreIndex
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
-        units, vecs = store.all_units(with_vectors=True)
-        index = build_index(fp, meta, store.all_chunks(), units, vecs, self.settings.bm25_k)
-        vector_store = ChromaVectorStore(chroma_collection=store.chunks)
-        dense = VectorStoreIndex.from_vector_store(vector_store, embed_model=_embed_model(self.embedder))
-        self._dense = dense.as_retriever(similarity_top_k=self.settings.dense_k)
+        index = build_index(fp, meta, store, self._lexical(store, fp), store.units.count())
+        if self._dense is None:  # the same collection whatever its state: built once
+            vector_store = ChromaVectorStore(chroma_collection=store.chunks)
+            dense = VectorStoreIndex.from_vector_store(vector_store, embed_model=_embed_model(self.embedder))
+            self._dense = dense.as_retriever(similarity_top_k=self.settings.dense_k)
         return index
+
+    def _lexical(self, store: Store, fp: str) -> LexicalIndex:
+        manifest = store.lexical_manifest(fp)
+        if manifest is None:
+            print(
+                f"assistant: {self.settings.store.describe()} holds no lexical index for its current state; "
+                f"built one in memory (slow on a large corpus) — run `{rebuild_hint(self.settings.store)}` to store it",
+                file=sys.stderr,
+            )
+            segment = Segment(f"memory:{fp}", build_segment(store.all_chunks()))
+            return LexicalIndex({s: ["", segment.id] for s in segment.sources}, [segment])
+        wanted = sorted({v[1] for v in manifest.values()})
+        loaded = {sid: self._segments.get(sid) or Segment(sid, store.lexical_segment(sid)) for sid in wanted}
+        self._segments = loaded  # segments no state uses any more are let go
+        return LexicalIndex(manifest, [loaded[sid] for sid in wanted])
 
     # -- searching -------------------------------------------------------------------
     def dense(self, text: str, vec: np.ndarray, k: int | None = None) -> list[str]:
@@ -141,14 +164,10 @@ class Retriever:
         return [n.node.node_id for n in nodes]
 
     def bm25(self, text: str, k: int | None = None) -> list[str]:
-        from llama_index.core.schema import QueryBundle
-
         idx = self.index()
-        if idx.bm25 is None or not text.strip():
+        if not text.strip():
             return []
-        nodes = idx.bm25.retrieve(QueryBundle(query_str=text))
-        ids = [n.node.node_id for n in nodes if (n.score or 0) > 0]  # a query of stopwords matches nothing
-        return ids[:k] if k else ids
+        return [cid for cid, _ in idx.lexical.bm25(text, k or self.settings.bm25_k)]  # positive scores only
 
     def search(self, text: str, vec: np.ndarray, mode: str = "hybrid") -> list[Hit]:
         """Chunks ranked by reciprocal rank fusion of dense and BM25 (or one of them alone)."""
@@ -161,7 +180,11 @@ class Retriever:
         d_rank = {cid: r for r, cid in enumerate(dense_ids, 1)}
         b_rank = {cid: r for r, cid in enumerate(bm25_ids, 1)}
         fused = rrf([(dense_ids, s.dense_weight), (bm25_ids, s.bm25_weight)], s.rrf_k)
-        return [Hit(idx.chunks[c], score, d_rank.get(c), b_rank.get(c)) for c, score in fused if c in idx.chunks]
+        try:
+            chunks = idx.chunks.fetch([c for c, _ in fused])
+        except store_failures() as err:
+            raise self._lost(err, "reading") from err
+        return [Hit(chunks[c], score, d_rank.get(c), b_rank.get(c)) for c, score in fused if c in chunks]
 
 
 def _rebuild(settings: Settings) -> str:

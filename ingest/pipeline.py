@@ -8,6 +8,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .chunk import CHUNKER_VERSION, chunk_document
 from .embed import Embedder
@@ -69,8 +70,13 @@ def store_lock(store: StoreSettings):
         os.close(fd)
 
 
-def run_ingest(settings: IngestSettings, embedder: Embedder, log=print) -> Summary:
-    """Bring the collection in line with the corpus paths; returns what changed."""
+def run_ingest(
+    settings: IngestSettings, embedder: Embedder, log=print, on_progress: Callable[[int, int], None] | None = None
+) -> Summary:
+    """Bring the collection in line with the corpus paths; returns what changed.
+
+    on_progress(done, total) is called as texts are embedded (total: all texts to embed), e.g.
+    for a progress bar in a page; it is not called when nothing changed."""
     t0 = time.perf_counter()
     loaded = load_paths(list(settings.corpus), settings.max_file_mb)
     summary = Summary(files=len(loaded.documents), problems=list(loaded.problems))
@@ -105,7 +111,7 @@ def run_ingest(settings: IngestSettings, embedder: Embedder, log=print) -> Summa
             if source not in seen and source not in loaded.failed_sources:
                 store.delete_source(source)
                 summary.removed += state.chunks
-        _embed_and_write(store, todo, manifest, settings, embedder, summary, log)
+        _embed_and_write(store, todo, manifest, settings, embedder, summary, log, on_progress)
         final = store.manifest()
         store.set_info(
             CollectionInfo(
@@ -121,7 +127,7 @@ def run_ingest(settings: IngestSettings, embedder: Embedder, log=print) -> Summa
     return summary
 
 
-def _embed_and_write(store, todo, manifest, settings, embedder, summary, log) -> None:
+def _embed_and_write(store, todo, manifest, settings, embedder, summary, log, on_progress=None) -> None:
     if not todo:
         log("nothing changed: 0 chunks embedded")
         return
@@ -130,7 +136,7 @@ def _embed_and_write(store, todo, manifest, settings, embedder, summary, log) ->
         chunks, units = chunk_document(doc, embedder.count_tokens, settings.chunk_tokens, settings.overlap_tokens)
         planned.append((doc, chunks, units))
     total = sum(len(c) + len(u) for _, c, u in planned)
-    bar = _progress(total, settings.progress)
+    bar = _CallbackBar(total, on_progress) if on_progress else _progress(total, settings.progress)
     group: list[tuple[Document, list[Chunk], list[Unit]]] = []
     size = 0
     for item in planned:
@@ -168,6 +174,19 @@ def _write_group(store, group, manifest, settings, embedder, summary, bar) -> No
 class _NoBar:
     def update(self, n: int) -> None:
         pass
+
+    def close(self) -> None:
+        pass
+
+
+class _CallbackBar:
+    def __init__(self, total: int, callback: Callable[[int, int], None]) -> None:
+        self.total, self.done, self.callback = total, 0, callback
+        callback(0, total)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.callback(self.done, self.total)
 
     def close(self) -> None:
         pass

@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import StoreError
+from .lexical import LEXICAL_SUFFIX, from_parts, to_parts
 from .records import SECTION_SEP, Chunk, Unit
 from .settings import StoreSettings
 
@@ -194,6 +195,16 @@ class Store:
                 f"delete the store and rebuild it with `{rebuild_hint(settings)}`"
             ) from None
         self.identity = store_identity(settings)
+        self._lexical = None
+
+    @property
+    def lexical(self):
+        """The collection holding the lexical index (ingest.lexical); created on first write."""
+        if self._lexical is None:
+            self._lexical = self.client.get_or_create_collection(
+                self.settings.collection + LEXICAL_SUFFIX, embedding_function=None, configuration={"hnsw": {"space": "l2"}}
+            )
+        return self._lexical
 
     # -- reading -----------------------------------------------------------------
     def info(self) -> CollectionInfo:
@@ -275,6 +286,86 @@ class Store:
 
     def count(self) -> int:
         return self.chunks.count()
+
+    def chunks_of_sources(self, sources: Sequence[str]) -> list[Chunk]:
+        out: list[Chunk] = []
+        for i in range(0, len(sources), 100):
+            page = self.chunks.get(where={"source": {"$in": list(sources[i : i + 100])}}, include=["documents", "metadatas"])
+            out += [chunk_from_record(cid, d, m) for cid, d, m in zip(page["ids"], page["documents"], page["metadatas"])]
+        return out
+
+    def units_of_chunks(self, chunk_ids: Sequence[str]) -> tuple[list[Unit], np.ndarray]:
+        """The units of these chunks, with their vectors (one round trip per 200 chunks)."""
+        units, vecs = [], []
+        for i in range(0, len(chunk_ids), 200):
+            page = self.units.get(
+                where={"chunk_id": {"$in": list(chunk_ids[i : i + 200])}}, include=["documents", "metadatas", "embeddings"]
+            )
+            units += [unit_from_record(u, d, m) for u, d, m in zip(page["ids"], page["documents"], page["metadatas"])]
+            if len(page["ids"]):
+                vecs.append(np.asarray(page["embeddings"], dtype=np.float32))
+        return units, (np.concatenate(vecs) if vecs else np.zeros((0, 0), np.float32))
+
+    def nearest_units(self, vec: np.ndarray, k: int) -> list[tuple[str, str]]:
+        """(unit id, chunk id) of the k units nearest to vec (Chroma's HNSW index)."""
+        n = self.units.count()
+        if not n:
+            return []
+        res = self.units.query(query_embeddings=[np.asarray(vec, dtype=np.float32)], n_results=min(k, n), include=["metadatas"])
+        return [(uid, m["chunk_id"]) for uid, m in zip(res["ids"][0], res["metadatas"][0])]
+
+    # -- the lexical index (ingest.lexical) ----------------------------------------
+    def lexical_manifest(self, fingerprint: str) -> dict | None:
+        """{source: [sha, segment id]} of the corpus state with this fingerprint, or None."""
+        try:
+            col = self.client.get_collection(self.settings.collection + LEXICAL_SUFFIX, embedding_function=None)
+        except Exception as err:  # no lexical collection yet (a store built before it existed)
+            if "does not exist" in str(err) or "NotFound" in type(err).__name__:
+                return None
+            raise
+        page = col.get(ids=[f"manifest:{fingerprint}"], include=["metadatas"])
+        if not page["ids"]:
+            return None
+        return json.loads(from_parts(_parts_of(page)).decode("utf-8"))
+
+    def lexical_segment(self, segment_id: str) -> bytes:
+        page = self.lexical.get(where={"segment": segment_id}, include=["metadatas"])
+        if not page["ids"]:
+            raise StoreError(f"lexical segment {segment_id} is missing — run `{rebuild_hint(self.settings)}` again")
+        return from_parts(_parts_of(page))
+
+    def lexical_sizes(self) -> dict[str, int]:
+        """Chunks held by each stored segment (live or not)."""
+        page = self.lexical.get(where={"kind": "segment"}, include=["metadatas"])
+        return {m["segment"]: int(m.get("docs", 0)) for m in page["metadatas"] if int(m.get("part", 0)) == 0}
+
+    def write_lexical_segment(self, segment_id: str, blob: bytes, docs: int) -> None:
+        parts = to_parts(blob)
+        self._put_parts(
+            [f"segment:{segment_id}:{i}" for i in range(len(parts))],
+            [{"kind": "segment", "segment": segment_id, "part": i, "parts": len(parts), "docs": docs, "data": p}
+             for i, p in enumerate(parts)],
+        )
+
+    def write_lexical_manifest(self, fingerprint: str, manifest: dict) -> None:
+        parts = to_parts(json.dumps(manifest, sort_keys=True).encode("utf-8"))
+        if len(parts) > 1:
+            raise StoreError("the lexical manifest is over 1 MB: too many files for one collection")
+        self._put_parts([f"manifest:{fingerprint}"], [{"kind": "manifest", "fingerprint": fingerprint, "part": 0, "data": parts[0]}])
+
+    def prune_lexical(self, keep_fingerprints: set[str], keep_segments: set[str]) -> None:
+        page = self.lexical.get(include=["metadatas"])
+        stale = [
+            rid for rid, m in zip(page["ids"], page["metadatas"])
+            if (m.get("kind") == "manifest" and m.get("fingerprint") not in keep_fingerprints)
+            or (m.get("kind") == "segment" and m.get("segment") not in keep_segments)
+        ]
+        if stale:
+            self.lexical.delete(ids=stale)
+
+    def _put_parts(self, ids: list[str], metas: list[dict]) -> None:
+        for i in range(0, len(ids), 8):
+            self.lexical.upsert(ids=ids[i : i + 8], embeddings=[[0.0]] * len(ids[i : i + 8]), metadatas=metas[i : i + 8])
 
     def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
         if not ids:
@@ -360,11 +451,17 @@ class Store:
         self.chunks.modify(metadata=meta)
 
     def drop(self) -> None:
-        for name in (self.settings.collection, self.settings.collection + UNITS_SUFFIX):
+        self._lexical = None
+        for name in (self.settings.collection, self.settings.collection + UNITS_SUFFIX, self.settings.collection + LEXICAL_SUFFIX):
             try:
                 self.client.delete_collection(name)
             except Exception:  # absent already: nothing to drop
                 pass
+
+
+def _parts_of(page) -> list[str]:
+    metas = sorted(page["metadatas"], key=lambda m: int(m.get("part", 0)))
+    return [m["data"] for m in metas]
 
 
 def fingerprint(states: Iterable[tuple[str, str]]) -> str:

@@ -74,7 +74,13 @@ def parse_args(argv):
     parser.add_argument("--backend", help="answerer: extractive or openai (default: extractive)")
     parser.add_argument("--auth-file", type=Path, help="file with one line user:password (or set RAG_UI_USER/RAG_UI_PASSWORD)")
     parser.add_argument("--feedback", type=Path, help="where thumbs up/down are appended (default data/feedback.jsonl)")
-    parser.add_argument("--title", default=None, help="title shown on the page")
+    parser.add_argument("--title", default=os.environ.get("RAG_UI_TITLE") or None,
+                        help="title shown on the page (or RAG_UI_TITLE; default: made from the corpus)")
+    parser.add_argument("--no-uploads", action="store_true",
+                        default=os.environ.get("RAG_UI_UPLOADS", "1").strip().lower() in ("0", "false", "no", "off"),
+                        help="no adding or removing documents in the page (or RAG_UI_UPLOADS=0); it lists them only")
+    parser.add_argument("--max-file-mb", type=float, default=None,
+                        help="size limit of an uploaded file (default: that of `python -m ingest`, 10 MB)")
     return parser.parse_args(argv)
 
 
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from assistant.pipeline import Assistant
     from ingest.errors import IngestError
 
-    from .app import DEFAULT_TITLE, build_app
+    from .app import build_app
 
     try:
         settings = load_settings(args)
@@ -124,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ui: warning: the assistant could not warm up ({type(err).__name__}: {err})", file=sys.stderr)
 
     feedback = args.feedback or default_feedback_path()
-    app = build_app(assistant, feedback_path=feedback, title=args.title or DEFAULT_TITLE)
+    app = build_app(assistant, feedback_path=feedback, title=args.title, uploads=not args.no_uploads,
+                    max_file_mb=args.max_file_mb)
+    if args.no_uploads:
+        print("ui: adding and removing documents is off (--no-uploads)", flush=True)
+    else:
+        print(f"ui: documents added in the page go to {assistant.settings.corpus_dirs[0]}", flush=True)
     if auth is not None:
         print(f"ui: authentication is on (user '{auth[0]}')", flush=True)
     print(f"ui: feedback goes to {feedback}", flush=True)

@@ -14,14 +14,9 @@ from typing import Any, Iterator
 from assistant.errors import CiteError, IngestError, QuestionError, StoreError
 
 from . import render
+from .documents import UPLOAD_TYPES, DocumentLibrary, corpus_title, example_questions
 from .style import CSS, HEAD_JS, theme
 
-DEFAULT_TITLE = "RSP Assistant"
-EXAMPLES = (
-    "When was version 3 of the RSP released?",
-    "What does ASL-3 require?",
-    "How does DeepMind's framework differ?",
-)
 UNEXPECTED = (
     "Something went wrong inside the assistant ({kind}) — try again; "
     "if it persists, re-run `make ingest`"
@@ -66,15 +61,32 @@ def error_line(err: BaseException, where: str = "the assistant") -> str:
 class ChatController:
     """Everything the page does, as plain methods over a per-session conversation dict."""
 
-    def __init__(self, assistant, *, feedback_path: Path, title: str = DEFAULT_TITLE, export_dir: Path | None = None):
+    def __init__(
+        self,
+        assistant,
+        *,
+        feedback_path: Path,
+        title: str | None = None,
+        export_dir: Path | None = None,
+        library: DocumentLibrary | None = None,
+    ):
         self.assistant = assistant
         self.feedback_path = Path(feedback_path)
-        self.title = title
+        self.library = library or DocumentLibrary(assistant, uploads=False)
+        self._title = title.strip() if isinstance(title, str) and title.strip() else None
         self.export_dir = Path(export_dir) if export_dir else Path(tempfile.mkdtemp(prefix="rag-ui-export-"))
         self.export_dir.mkdir(parents=True, exist_ok=True)
         self._feedback_lock = threading.Lock()
 
     # -- header ---------------------------------------------------------------------------------------
+    @property
+    def title(self) -> str:
+        """--title / RAG_UI_TITLE, else one made from the corpus (see documents.corpus_title)."""
+        return self._title or corpus_title(self.library)
+
+    def examples(self) -> tuple[str, ...]:
+        return example_questions(self.library)
+
     def corpus_info(self):
         """(CorpusInfo, "") or (None, one-line error)."""
         try:
@@ -85,6 +97,14 @@ class ChatController:
     def header_html(self) -> str:
         info, error = self.corpus_info()
         return render.header_html(self.title, info, error)
+
+    def documents_view(self) -> tuple[str, list[str]]:
+        """The documents table, and the sources that can be removed."""
+        try:
+            rows = self.library.documents()
+        except Exception as err:  # noqa: BLE001 - a missing store is one line in the panel
+            return render.documents_html([], error_line(err, "documents")), []
+        return render.documents_html(rows), [r.source for r in rows]
 
     # -- answering ------------------------------------------------------------------------------------
     def respond(self, question: str, conversation: dict | None) -> Iterator[Step]:
@@ -115,10 +135,19 @@ class ChatController:
         except Exception:  # noqa: BLE001 - a backend may accept what clean_question would not
             pass
         ex = {"question": question, **answer.to_dict()}
+        self._mark_kinds(ex["citations"])
         exchanges.append(ex)
         conv["turns"] += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
         panel = self.panel_for(ex["citations"][0]) if ex["citations"] else render.PANEL_EMPTY
         yield Step(render.chat_messages(exchanges), conv, answer.text, True, ex["citations"], "", panel)
+
+    def _mark_kinds(self, citations: list[dict]) -> None:
+        """Give each citation the kind of its unit ("code" is shown preformatted)."""
+        for c in citations:
+            try:
+                c["kind"] = self.library.unit_kind(c["chunk_id"], int(c["start"]), int(c["end"]))
+            except Exception:  # noqa: BLE001 - the store is away: the citation is shown as prose
+                return
 
     # -- sources --------------------------------------------------------------------------------------
     @staticmethod
@@ -150,7 +179,7 @@ class ChatController:
             return render.panel_html(
                 c, None, warning="the file changed since it was ingested — re-run `make ingest`; showing the stored quote"
             )
-        return render.panel_html(c, p.paragraph, p.paragraph_start)
+        return render.panel_html(c, p.paragraph, p.paragraph_start, pages=p.pages)
 
     # -- export and feedback ----------------------------------------------------------------------------
     def export_markdown(self, conversation: dict | None) -> str:
@@ -272,72 +301,130 @@ def _blocks_class():
     class AssistantBlocks(gr.Blocks):
         """Blocks whose launch() brings the app's theme, CSS and script unless the caller gives others."""
 
+        max_upload_bytes: int | None = None
+
         def launch(self, *args, **kwargs):  # noqa: D102
             kwargs.setdefault("theme", theme())
             kwargs.setdefault("css", CSS)
             kwargs.setdefault("head", HEAD_JS)
             kwargs.setdefault("footer_links", ["api"])
+            if self.max_upload_bytes:  # a hard cap on what reaches the disk; the page's own check is finer
+                kwargs.setdefault("max_file_size", self.max_upload_bytes)
             return super().launch(*args, **kwargs)
 
     return AssistantBlocks
 
 
-def build_app(assistant, *, feedback_path: Path, title: str = DEFAULT_TITLE):
-    """The chat page over a ready Assistant; the caller launches it."""
+NO_UPLOADS = "Adding and removing documents is turned off on this server (--no-uploads / RAG_UI_UPLOADS=0)."
+
+
+def build_app(
+    assistant,
+    *,
+    feedback_path: Path,
+    title: str | None = None,
+    uploads: bool = True,
+    max_file_mb: float | None = None,
+):
+    """The chat page, and its Documents tab, over a ready Assistant; the caller launches it.
+
+    title: None makes one from the corpus. uploads: False lists the documents only."""
     import gradio as gr
 
-    ctl = ChatController(assistant, feedback_path=feedback_path, title=title)
+    library = DocumentLibrary(assistant, uploads=uploads, max_file_mb=max_file_mb)
+    ctl = ChatController(assistant, feedback_path=feedback_path, title=title, library=library)
     private = {"api_visibility": "private"}
     answering = {"concurrency_limit": 2, "concurrency_id": "assistant"}
+    documenting = {"concurrency_limit": 8, "concurrency_id": "documents"}
+    examples = ctl.examples()
+    if examples:
+        placeholder = (
+            "<div class='rag-placeholder'><b>Ask about the documents.</b><br>"
+            "Answers quote the documents and cite each passage; try one of these:</div>"
+        )
+    else:
+        placeholder = (
+            "<div class='rag-placeholder'><b>Ask about the documents.</b><br>"
+            "Answers quote the documents and cite each passage.</div>"
+        )
 
-    with _blocks_class()(title=title, fill_width=True, analytics_enabled=False, delete_cache=(3600, 86400)) as app:
+    blocks = _blocks_class()
+    with blocks(title=ctl.title, fill_width=True, analytics_enabled=False, delete_cache=(3600, 86400)) as app:
         app.controller = ctl  # for tests and scripts
+        app.library = library
+        app.max_upload_bytes = int(library.max_file_mb * 4 * 1024 * 1024) if uploads else None
         conversation = gr.State(new_conversation())
         header = gr.HTML(ctl.header_html(), elem_id="rag-header")
-        with gr.Row(equal_height=False, elem_id="rag-main"):
-            with gr.Column(scale=3, min_width=420, elem_id="rag-chat-col"):
-                chatbot = gr.Chatbot(
-                    elem_id="rag-chat",
-                    show_label=False,
-                    height=560,
-                    render_markdown=False,  # every message is escaped HTML built by ui.render
-                    sanitize_html=True,
-                    allow_tags=False,
-                    latex_delimiters=[],
-                    feedback_options=("Like", "Dislike"),
-                    buttons=[],  # "copy" would copy the message's HTML, not its text
-                    layout="panel",
-                    placeholder=(
-                        "<div class='rag-placeholder'><b>Ask about the documents.</b><br>"
-                        "Answers quote the corpus and cite each passage; try one of these:</div>"
-                    ),
-                    examples=[{"text": q} for q in EXAMPLES],
-                )
-                with gr.Row(elem_id="rag-ask-row"):
-                    question = gr.Textbox(
-                        show_label=False,
-                        placeholder="Ask a question about the documents…",
-                        lines=1,
-                        max_lines=4,
-                        scale=8,
-                        autofocus=True,
-                        elem_id="rag-question",
-                    )
-                    send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="rag-send")
-                with gr.Row(elem_id="rag-tools"):
-                    new_chat = gr.Button("New chat", size="sm", variant="secondary", elem_id="rag-new")
-                    export = gr.DownloadButton(
-                        "Export (.md)", size="sm", variant="secondary", interactive=False, elem_id="rag-export"
-                    )
-            with gr.Column(scale=2, min_width=320, elem_id="rag-side-col"):
-                sources = gr.Radio(
-                    choices=[],
-                    label="Sources of the latest answer",
-                    info="Pick one to read it in its paragraph.",
-                    elem_id="rag-sources",
-                    visible=False,
-                )
-                panel = gr.HTML(render.PANEL_EMPTY, elem_id="rag-panel")
+        with gr.Tabs(elem_id="rag-tabs"):
+            with gr.Tab("Chat", id="chat", elem_id="rag-tab-chat"):
+                with gr.Row(equal_height=False, elem_id="rag-main"):
+                    with gr.Column(scale=3, min_width=420, elem_id="rag-chat-col"):
+                        chatbot = gr.Chatbot(
+                            elem_id="rag-chat",
+                            show_label=False,
+                            height=560,
+                            render_markdown=False,  # every message is escaped HTML built by ui.render
+                            sanitize_html=True,
+                            allow_tags=False,
+                            latex_delimiters=[],
+                            feedback_options=("Like", "Dislike"),
+                            buttons=[],  # "copy" would copy the message's HTML, not its text
+                            layout="panel",
+                            placeholder=placeholder,
+                            examples=[{"text": q} for q in examples] or None,
+                        )
+                        with gr.Row(elem_id="rag-ask-row"):
+                            question = gr.Textbox(
+                                show_label=False,
+                                placeholder="Ask a question about the documents…",
+                                lines=1,
+                                max_lines=4,
+                                scale=8,
+                                autofocus=True,
+                                elem_id="rag-question",
+                            )
+                            send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="rag-send")
+                        with gr.Row(elem_id="rag-tools"):
+                            new_chat = gr.Button("New chat", size="sm", variant="secondary", elem_id="rag-new")
+                            export = gr.DownloadButton(
+                                "Export (.md)", size="sm", variant="secondary", interactive=False, elem_id="rag-export"
+                            )
+                    with gr.Column(scale=2, min_width=320, elem_id="rag-side-col"):
+                        sources = gr.Radio(
+                            choices=[],
+                            label="Sources of the latest answer",
+                            info="Pick one to read it in its paragraph.",
+                            elem_id="rag-sources",
+                            visible=False,
+                        )
+                        panel = gr.HTML(render.PANEL_EMPTY, elem_id="rag-panel")
+            with gr.Tab("Documents", id="documents", elem_id="rag-tab-docs"):
+                docs = gr.HTML(elem_id="rag-docs")
+                if uploads:
+                    with gr.Row(equal_height=False, elem_id="rag-doc-tools"):
+                        with gr.Column(scale=3, min_width=320):
+                            files = gr.File(
+                                label=f"Add files ({', '.join(UPLOAD_TYPES)}; up to {library.max_file_mb:g} MB each)",
+                                file_count="multiple",
+                                file_types=list(UPLOAD_TYPES),
+                                type="filepath",
+                                elem_id="rag-upload",
+                            )
+                            with gr.Row():
+                                replace = gr.Checkbox(
+                                    False, label="Replace files with the same name", elem_id="rag-replace"
+                                )
+                                add = gr.Button("Add to the collection", variant="primary", elem_id="rag-add")
+                        with gr.Column(scale=2, min_width=260):
+                            pick = gr.Dropdown(
+                                choices=[], label="Remove a document", value=None, elem_id="rag-remove-pick"
+                            )
+                            remove = gr.Button("Remove it", variant="stop", elem_id="rag-remove")
+                else:
+                    gr.HTML(f'<div class="rag-muted">{render.esc(NO_UPLOADS)}</div>', elem_id="rag-no-uploads")
+                job_box = gr.HTML("", elem_id="rag-job")
+        known = gr.State(library.generation)
+        timer = gr.Timer(3.0)
 
         # -- handlers: thin wrappers from Steps to component updates ----------------------------------
         def on_ask(q, conv):
@@ -398,7 +485,74 @@ def build_app(assistant, *, feedback_path: Path, title: str = DEFAULT_TITLE):
 
         new_chat.click(on_new, None, ask_outputs, **private, concurrency_limit=None)
         chatbot.clear(on_new, None, ask_outputs, **private, concurrency_limit=None)
-        app.load(ctl.header_html, None, header, **private, concurrency_limit=None)
+
+        # -- documents -----------------------------------------------------------------------------------
+        def refreshed():
+            """Header, documents table, removal choices and the state generation, as they are now."""
+            generation = library.generation
+            html, sources_now = ctl.documents_view()
+            return ctl.header_html(), html, gr.update(choices=sources_now, value=None), generation
+
+        if uploads:
+            view_outputs = [header, docs, pick, known]
+
+            def follow(job, clear_files: bool):
+                """The job's progress bar until it ends, then its summary and the new state of the page."""
+                tail = (None,) if clear_files else ()
+                while job is not None and not job.finished:
+                    yield (render.job_html(job),) + (gr.skip(),) * (len(view_outputs) + len(tail))
+                    time.sleep(0.3)
+                    job = library.job(job.id)
+                yield (render.job_html(job),) + refreshed() + tail
+
+            def on_add(paths, replace_existing):
+                paths = [p for p in (paths or []) if p]
+                if not paths:
+                    yield ('<div class="rag-job rag-warn">⚠ Choose one or more files first.</div>',) + (
+                        gr.skip(),
+                    ) * (len(view_outputs) + 1)
+                    return
+                job = library.add([(str(p), Path(str(p)).name) for p in paths], bool(replace_existing))
+                yield from follow(job, True)
+
+            def on_remove(source):
+                if not source:
+                    yield ('<div class="rag-job rag-warn">⚠ Pick a document to remove first.</div>',) + (
+                        gr.skip(),
+                    ) * len(view_outputs)
+                    return
+                yield from follow(library.remove(str(source)), False)
+
+            job_outputs = [job_box, *view_outputs, files]
+            add.click(on_add, [files, replace], job_outputs, **private, **documenting)
+            remove.click(on_remove, [pick], [job_box, *view_outputs], **private, **documenting)
+
+            def on_tick(seen):
+                if seen == library.generation:
+                    return (gr.skip(),) * len(view_outputs)
+                return refreshed()
+
+            timer.tick(on_tick, [known], view_outputs, **private, concurrency_limit=None, show_progress="hidden")
+
+            def on_load():
+                return refreshed()
+
+            app.load(on_load, None, view_outputs, **private, concurrency_limit=None)
+        else:
+            def on_tick_readonly(seen):
+                if seen == library.generation:
+                    return gr.skip(), gr.skip(), gr.skip()
+                header_html, html, _, generation = refreshed()
+                return header_html, html, generation
+
+            timer.tick(on_tick_readonly, [known], [header, docs, known], **private, concurrency_limit=None,
+                       show_progress="hidden")
+
+            def on_load_readonly():
+                header_html, html, _, generation = refreshed()
+                return header_html, html, generation
+
+            app.load(on_load_readonly, None, [header, docs, known], **private, concurrency_limit=None)
 
         def ask(question: str, history: list[dict]) -> dict:
             """Answer a question with verified citations. history: earlier turns as [{"role", "content"}], may be []."""

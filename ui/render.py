@@ -80,9 +80,25 @@ def header_html(title: str, info=None, error: str = "") -> str:
 
 
 # -- chat messages ---------------------------------------------------------------------------------------
-def answer_body(text: str) -> str:
-    """The answer text, escaped, with its [n] markers set apart."""
-    return _REF.sub(r'<span class="rag-ref">[\1]</span>', esc_lines(text))
+def answer_body(text: str, code: tuple[str, ...] | list[str] = ()) -> str:
+    """The answer text, escaped, with its [n] markers set apart; quoted code (`code`: the quotes
+    of code units) is shown preformatted, its lines kept."""
+    spans = []
+    for quote in {q.strip() for q in code if q and q.strip()}:
+        at = text.find(quote)
+        while at >= 0:
+            spans.append((at, at + len(quote)))
+            at = text.find(quote, at + len(quote))
+    spans.sort()
+    out, pos = [], 0
+    for a, b in spans:
+        if a < pos:
+            continue
+        out.append(_REF.sub(r'<span class="rag-ref">[\1]</span>', esc_lines(text[pos:a])))
+        out.append(f'<pre class="rag-code">{esc(text[a:b])}</pre>')
+        pos = b
+    out.append(_REF.sub(r'<span class="rag-ref">[\1]</span>', esc_lines(text[pos:])))
+    return "".join(out)
 
 
 def user_message(question: str) -> str:
@@ -99,11 +115,16 @@ def pending_message(text: str = "") -> str:
     return f'<div class="rag-answer">{answer_body(text)}<span class="rag-cursor">▍</span></div>'
 
 
+def where(c: dict) -> str:
+    """'report.pdf, p. 12' for a PDF citation, else its source path (Citation.where)."""
+    return str(c.get("where") or c["source"])
+
+
 def source_line(c: dict) -> str:
     return (
         f'<li><span class="rag-n">[{int(c["n"])}]</span> '
         f'<span class="rag-trail">{esc(trail(c.get("section", "")))}</span> '
-        f'<span class="rag-where">{esc(c["source"])} · {int(c["start"])}–{int(c["end"])}</span></li>'
+        f'<span class="rag-where">{esc(where(c))} · {int(c["start"])}–{int(c["end"])}</span></li>'
     )
 
 
@@ -117,7 +138,7 @@ def exchange_message(ex: dict) -> str:
         if ex.get("related"):
             items = "".join(
                 f'<li><span class="rag-trail">{esc(trail(r.get("section", "")))}</span> '
-                f'<span class="rag-where">{esc(r["source"])}</span><br>'
+                f'<span class="rag-where">{esc(where(r))}</span><br>'
                 f'<span class="rag-quote">{esc(_clip(r["quote"], 220))}</span></li>'
                 for r in ex["related"]
             )
@@ -126,7 +147,8 @@ def exchange_message(ex: dict) -> str:
                 f"<ul>{items}</ul></div>"
             )
     else:
-        parts.append(f'<div class="rag-answer">{answer_body(ex["answer"])}</div>')
+        code = [c["quote"] for c in ex.get("citations") or [] if c.get("kind") == "code"]
+        parts.append(f'<div class="rag-answer">{answer_body(ex["answer"], code)}</div>')
         if ex.get("citations"):
             items = "".join(source_line(c) for c in ex["citations"])
             parts.append(f'<div class="rag-sources"><div class="rag-label">Sources</div><ol>{items}</ol></div>')
@@ -162,8 +184,11 @@ PANEL_EMPTY = (
 )
 
 
-def panel_html(c: dict, paragraph: str | None, para_start: int = 0, warning: str = "") -> str:
-    """A cited span in its paragraph, highlighted; with the heading trail, the file and the character range."""
+def panel_html(c: dict, paragraph: str | None, para_start: int = 0, warning: str = "", pages: tuple = ()) -> str:
+    """A cited span in its paragraph (in a PDF: in its page), highlighted; with the heading trail,
+    the file (and page) and the character range. A code unit is shown preformatted."""
+    from ingest.records import format_pages
+
     start, end = int(c["start"]), int(c["end"])
     if paragraph is None:
         before, quote, after = "", c["quote"], ""
@@ -179,13 +204,16 @@ def panel_html(c: dict, paragraph: str | None, para_start: int = 0, warning: str
     if c.get("header"):
         header = f'<div class="rag-table-header"><span class="rag-label">Table header</span> {esc(c["header"])}</div>'
     warn = f'<div class="rag-warn">⚠ {esc(warning)}</div>' if warning else ""
+    page = format_pages(tuple(pages or c.get("pages") or ()))
+    page_html = f' · <span class="rag-page">{esc(page)}</span>' if page else ""
+    body = "rag-para rag-code" if c.get("kind") == "code" else "rag-para"
     return (
         '<div class="rag-panel">'
         f'<div class="rag-panel-title"><span class="rag-n">[{int(c["n"])}]</span> {esc(trail(c.get("section", "")))}</div>'
-        f'<div class="rag-panel-where"><span class="rag-file">{esc(c["source"])}</span>'
+        f'<div class="rag-panel-where"><span class="rag-file">{esc(c["source"])}</span>{page_html}'
         f" · characters {start:,}–{end:,}</div>"
         f"{warn}{header}"
-        f'<div class="rag-para">{esc(before)}<mark>{esc(quote)}</mark>{esc(after)}</div>'
+        f'<div class="{body}">{esc(before)}<mark>{esc(quote)}</mark>{esc(after)}</div>'
         "</div>"
     )
 
@@ -196,13 +224,20 @@ def panel_message(text: str) -> str:
 
 def source_choice(c: dict) -> str:
     """A plain-text label for a source option (Gradio renders these as text, never as markup)."""
-    return f"[{int(c['n'])}] {_clip(trail(c.get('section', '')), 70)} — {c['source']}"
+    return f"[{int(c['n'])}] {_clip(trail(c.get('section', '')), 70)} — {where(c)}"
 
 
 # -- export -----------------------------------------------------------------------------------------------
 def md_text(text: str) -> str:
     """Text for the exported Markdown: no raw HTML, no live links."""
     return html.escape(text, quote=False).replace("](", "]\\(")
+
+
+def _pages_md(c: dict) -> str:
+    from ingest.records import format_pages
+
+    page = format_pages(tuple(c.get("pages") or ()))
+    return f" {page}," if page else ""
 
 
 def export_markdown(title: str, exchanges: list[dict], corpus_line: str, when: str) -> str:
@@ -217,7 +252,7 @@ def export_markdown(title: str, exchanges: list[dict], corpus_line: str, when: s
             lines += ["Sources:", ""]
             for c in ex["citations"]:
                 lines.append(
-                    f"{int(c['n'])}. `{c['source'].replace('`', '')}` characters {int(c['start'])}–{int(c['end'])}"
+                    f"{int(c['n'])}. `{c['source'].replace('`', '')}`{_pages_md(c)} characters {int(c['start'])}–{int(c['end'])}"
                     f" — {md_text(trail(c.get('section', '')))}"
                 )
                 lines.append(f"   > {md_text(' '.join(c['quote'].split()))}")
@@ -225,3 +260,73 @@ def export_markdown(title: str, exchanges: list[dict], corpus_line: str, when: s
         elif ex.get("abstained"):
             lines += ["_(No source in the documents answers this.)_", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# -- the documents panel ------------------------------------------------------------------------------------
+def fmt_size(size: int | None) -> str:
+    if size is None:
+        return "missing"
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+def documents_html(rows, error: str = "") -> str:
+    """The collection's documents: name, type, size, chunks, when ingested, top-level headings."""
+    if error:
+        return f'<div class="rag-docs"><div class="rag-warn">⚠ {esc(error)}</div></div>'
+    if not rows:
+        return '<div class="rag-docs"><p class="rag-muted">The collection holds no documents yet.</p></div>'
+    body = "".join(
+        "<tr>"
+        f'<td class="rag-doc-name">{esc(r.source)}</td>'
+        f"<td>{esc(r.kind)}</td>"
+        f'<td class="rag-num">{esc(fmt_size(r.size))}</td>'
+        f'<td class="rag-num">{r.chunks:,}</td>'
+        f"<td>{esc(fmt_time(r.ingested_at))}</td>"
+        f'<td class="rag-doc-headings">{esc(" · ".join(r.headings)) or "<span class=rag-muted>(no headings)</span>"}</td>'
+        "</tr>"
+        for r in rows
+    )
+    return (
+        '<div class="rag-docs"><table class="rag-doc-table"><thead><tr>'
+        "<th>document</th><th>type</th><th>size</th><th>chunks</th><th>ingested</th><th>top-level headings</th>"
+        f"</tr></thead><tbody>{body}</tbody></table></div>"
+    )
+
+
+_PHASES = {
+    "queued": "waiting for the ingest before it",
+    "checking": "checking the files",
+    "reading": "reading the corpus folder",
+    "embedding": "embedding",
+    "finishing": "loading the new state of the collection",
+}
+
+
+def job_html(job) -> str:
+    """A job's progress bar while it runs; its one-line summary and any refused file once it ends."""
+    if job is None:
+        return ""
+    what = ", ".join(job.names) if job.names else "files"
+    verb = "Adding" if job.action == "add" else "Removing"
+    problems = "".join(f'<li class="rag-warn">⚠ {esc(p)}</li>' for p in job.problems)
+    problems = f'<ul class="rag-problems">{problems}</ul>' if problems else ""
+    if job.finished:
+        cls = "rag-job-done" if job.ok else "rag-job-failed"
+        icon = "✓" if job.ok else "⚠"
+        return (
+            f'<div class="rag-job {cls}"><div class="rag-job-line">{icon} {esc(verb)} {esc(what)}: '
+            f'<span class="rag-summary">{esc(job.summary)}</span></div>{problems}</div>'
+        )
+    pct = int(100 * job.done / job.total) if job.total else 0
+    phase = _PHASES.get(job.phase, job.phase)
+    count = f" {job.done:,}/{job.total:,} texts" if job.phase == "embedding" and job.total else ""
+    return (
+        f'<div class="rag-job rag-job-running"><div class="rag-job-line">{esc(verb)} {esc(what)} — '
+        f"{esc(phase)}{esc(count)}…</div>"
+        f'<div class="rag-progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{pct}">'
+        f'<div class="rag-progress-fill" style="width: {pct}%"></div></div>{problems}</div>'
+    )

@@ -69,6 +69,27 @@ CSS = """
 .rag-table-header { font-size: 0.8rem; margin-bottom: 6px; font-family: var(--font-mono); white-space: pre-wrap; }
 .rag-para { white-space: pre-wrap; line-height: 1.6; font-size: 0.92rem; max-height: 520px; overflow-y: auto; }
 .rag-para mark { background: #fde68a; color: #111827; padding: 1px 2px; border-radius: 3px; }
+.rag-page { font-weight: 600; }
+.rag-code, pre.rag-code { font-family: var(--font-mono); font-size: 0.85rem; white-space: pre; overflow-x: auto; }
+pre.rag-code { background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary);
+  border-radius: var(--radius-md); padding: 6px 8px; margin: 4px 0; display: block; }
+
+#rag-docs .html-container, #rag-job .html-container { padding: 0 !important; }
+#rag-docs .prose, #rag-job .prose { max-width: none !important; }
+.rag-doc-table { width: 100%; border-collapse: collapse; font-size: 0.86rem; }
+.rag-doc-table th { text-align: left; font-size: 0.72rem; text-transform: uppercase; letter-spacing: 0.05em;
+  color: var(--body-text-color-subdued); border-bottom: 1px solid var(--border-color-primary); padding: 4px 6px; }
+.rag-doc-table td { border-bottom: 1px solid var(--border-color-primary); padding: 5px 6px; vertical-align: top; }
+.rag-doc-name { font-family: var(--font-mono); word-break: break-all; }
+.rag-num { text-align: right; white-space: nowrap; }
+.rag-doc-headings { color: var(--body-text-color-subdued); }
+.rag-job { margin: 6px 0; font-size: 0.9rem; }
+.rag-job-done .rag-job-line { color: #15803d; }
+.rag-job-failed .rag-job-line { color: #b45309; }
+.rag-problems { margin: 4px 0 0 0 !important; padding-left: 0 !important; list-style: none !important; }
+.rag-progress { height: 10px; border-radius: 999px; background: var(--background-fill-secondary);
+  border: 1px solid var(--border-color-primary); overflow: hidden; margin-top: 6px; }
+.rag-progress-fill { height: 100%; background: var(--color-accent); transition: width 0.3s; }
 """
 
 # Clicking a [n] marker in the latest answer picks that source in the list beside the chat.

@@ -1,0 +1,207 @@
+"""Serving at several corpus sizes: start-up to the first answer, RSS, retrieval and ask latency.
+
+`python -m bench --only-serving` (or the serving step of a full run). Points: corpus/ (1×), 16×
+and the large corpus (290×, 5 MB) ingested for real, and a 50 MB point made by copying the 5 MB
+store's records (vectors included) under ten renamed copies of every file: a serving-only
+figure (its answers are not a quality figure: every passage exists ten times). Every point is
+served by a fresh process (bench.worker serve_point): spawned → Assistant → first answer is
+the start-up; RSS is read after the first answer and after the timed questions; then warm
+retrieval and ask latency over the scaling questions.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import time
+from pathlib import Path
+
+from harness import percentile
+
+COPIES = 10
+COLD_QUESTION = "Which Claude model was the first to cross the CBRN ASL-3 threshold?"
+NOTES = {
+    "startup_seconds": "process spawn (interpreter, imports, model load, index load) to the end of the first ask()",
+    "rss_mb": "VmRSS of the serving process (/proc/self/status) after the first answer, and after the timed questions; "
+    "peak_rss_mb is getrusage ru_maxrss",
+    "retrieve": "Assistant.retrieve (search + rank stages), warm, one question at a time",
+    "ask": "Assistant.ask, warm, one question at a time",
+    "copies": "the 50 MB point copies the 5 MB store's chunks, units and vectors under renamed sources: serving figures only",
+}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _peak_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _lat(values: list[float]) -> dict:
+    return {"n": len(values), "p50_ms": round(1000 * percentile(values, 0.5), 2), "p95_ms": round(1000 * percentile(values, 0.95), 2)}
+
+
+def task_serve_ingest(args: dict) -> dict:
+    """Ingest a corpus into a store (the model loaded first)."""
+    from ingest.embed import shared_embedder
+    from ingest.runtime import prepare_environment
+
+    from .worker import _ingest
+
+    prepare_environment()
+    embedder = shared_embedder()
+    embedder.load()
+    summary, seconds, _ = _ingest(Path(args["store"]), [Path(p) for p in args["corpus"]], embedder)
+    return {"chunks": summary.added + summary.updated + summary.unchanged, "ingest_seconds": round(seconds, 1)}
+
+
+def task_serve_clone(args: dict) -> dict:
+    """A store holding `copies` renamed copies of every record of another store, vectors included."""
+    import datetime as dt
+
+    import numpy as np
+
+    from ingest.chunk import CHUNKER_VERSION
+    from ingest.pipeline import update_lexical
+    from ingest.runtime import prepare_environment
+    from ingest.settings import StoreSettings
+    from ingest.store import CollectionInfo, Store, fingerprint
+
+    prepare_environment()
+    t = time.perf_counter()
+    src = Store(StoreSettings(path=Path(args["source"])))
+    dst = Store(StoreSettings(path=Path(args["store"])), create=True)
+    copies = int(args["copies"])
+    shas: dict[str, str] = {}
+    counts = {"chunks": 0, "units": 0}
+    for name, scol, dcol in (("units", src.units, dst.units), ("chunks", src.chunks, dst.chunks)):
+        offset = 0
+        while True:
+            page = scol.get(include=["documents", "metadatas", "embeddings"], limit=2000, offset=offset)
+            if not page["ids"]:
+                break
+            vecs = np.asarray(page["embeddings"], dtype=np.float32)
+            for k in range(copies):
+                metas = []
+                for m in page["metadatas"]:
+                    m = dict(m, source=f"copy{k}/{m['source']}")
+                    if "chunk_id" in m:
+                        m["chunk_id"] = f"{k}-{m['chunk_id']}"
+                    shas[m["source"]] = m["file_sha"]
+                    metas.append(m)
+                dcol.upsert(ids=[f"{k}-{i}" for i in page["ids"]], embeddings=vecs, documents=page["documents"], metadatas=metas)
+            counts[name] += len(page["ids"]) * copies
+            offset += len(page["ids"])
+    fp = fingerprint(shas.items())
+    update_lexical(dst, "", fp, shas)
+    info = src.info()
+    dst.set_info(CollectionInfo(info.embedding_model, CHUNKER_VERSION, fp,
+                                dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), len(shas), counts["chunks"]))
+    return counts | {"files": len(shas), "seconds": round(time.perf_counter() - t, 1)}
+
+
+def task_serve_point(args: dict) -> dict:
+    """One serving process on one store: start-up to first answer, RSS, warm latency."""
+    spawned = args["spawned_at"]
+    from ingest.runtime import prepare_environment
+
+    prepare_environment()
+    from assistant.conversation import Query
+    from assistant.pipeline import Assistant
+    from assistant.settings import load_settings
+    from ingest.settings import StoreSettings
+
+    from .worker import _scaling_questions
+
+    from dataclasses import fields
+
+    from assistant.settings import Settings
+
+    off = {"ranker": False} if "ranker" in {f.name for f in fields(Settings)} else {}  # the cheap ranking only
+    settings = load_settings(env={}, store=StoreSettings(path=Path(args["store"])), **off)
+    assistant = Assistant(settings)
+    first = assistant.ask(COLD_QUESTION)
+    startup = time.time() - spawned
+    rss_first = _rss_mb()
+    items = _scaling_questions(int(args["questions"]))
+    questions = [i.question for i in items]
+    for q in questions:  # warm pass, untimed
+        assistant.ask(q)
+    retrieve, ask = [], []
+    for q in questions:
+        t = time.perf_counter()
+        assistant.retrieve(Query(q))
+        retrieve.append(time.perf_counter() - t)
+    for q in questions:
+        t = time.perf_counter()
+        assistant.ask(q)
+        ask.append(time.perf_counter() - t)
+    index = assistant.retriever.index()
+    return {
+        "startup_seconds": round(startup, 2),
+        "first_answer_abstained": first.abstained,
+        "rss_mb_after_first_answer": rss_first,
+        "rss_mb_after_questions": _rss_mb(),
+        "peak_rss_mb": _peak_mb(),
+        "retrieve": _lat(retrieve),
+        "ask": _lat(ask),
+        "chunks": len(index.chunks),
+        "units": index.unit_count,
+        "index_memory": index.memory(),
+        "load_avg": round(os.getloadavg()[0], 2),
+    }
+
+
+TASKS = {"serve_ingest": task_serve_ingest, "serve_clone": task_serve_clone, "serve_point": task_serve_point}
+
+
+def run(run_worker, tmp: Path, points: list[dict], large_store: Path | None, questions: int, timeout: float, log) -> dict:
+    """points: {"name", "factor", "bytes", "dir"} ingested for real, in order; the last one is
+    also copied COPIES times for the 50 MB point. large_store: an already ingested store of the
+    last point, reused when given."""
+    rows = []
+    last_store = None
+    for p in points:
+        store = large_store if (p is points[-1] and large_store) else tmp / f"serve-{p['name']}"
+        ing = {}
+        if store != large_store:
+            log(f"serving: ingest {p['name']} ({p['bytes'] / 1e6:.2f} MB)")
+            ing = run_worker("serve_ingest", {"store": str(store), "corpus": [p["dir"]]}, tmp, timeout, f"serve_ingest_{p['name']}")
+        log(f"serving: serve {p['name']}")
+        got = run_worker("serve_point", {"store": str(store), "questions": questions}, tmp, timeout, f"serve_{p['name']}")
+        rows.append({k: p[k] for k in ("name", "factor", "bytes")} | ing | got)
+        last_store = store
+    if last_store is not None:
+        big = points[-1]
+        log(f"serving: {COPIES} copies of the {big['name']} store (vectors reused)")
+        store = tmp / "serve-copies"
+        made = run_worker("serve_clone", {"source": str(last_store), "store": str(store), "copies": COPIES}, tmp, timeout, "serve_clone")
+        got = run_worker("serve_point", {"store": str(store), "questions": questions}, tmp, timeout, "serve_copies")
+        rows.append({"name": f"{COPIES}x {big['name']} (copies)", "factor": big["factor"] * COPIES,
+                     "bytes": big["bytes"] * COPIES, "copied_records": made} | got)
+    base = rows[0] if rows else None
+    for r in rows:
+        r["startup_over_1x_seconds"] = round(r["startup_seconds"] - base["startup_seconds"], 2)
+        r["rss_over_1x_mb"] = round(r["rss_mb_after_questions"] - base["rss_mb_after_questions"], 1)
+    return {"points": rows, "notes": NOTES}
+
+
+def markdown(found: dict, title: str) -> str:
+    lines = [
+        f"## Serving by corpus size ({title})",
+        "",
+        "| point | MB | chunks | units | start-up to first answer | RSS after questions | retrieve p50 · p95 | ask p50 · p95 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in found["points"]:
+        lines.append(
+            f"| {r['name']} | {r['bytes'] / 1e6:.2f} | {r['chunks']:,} | {r['units']:,} | {r['startup_seconds']:.1f} s | "
+            f"{r['rss_mb_after_questions']:.0f} MB | {r['retrieve']['p50_ms']:.1f} · {r['retrieve']['p95_ms']:.1f} ms | "
+            f"{r['ask']['p50_ms']:.1f} · {r['ask']['p95_ms']:.1f} ms |"
+        )
+    lines += ["", *(f"- {k}: {v}" for k, v in found["notes"].items()), ""]
+    return "\n".join(lines)
