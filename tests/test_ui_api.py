@@ -137,6 +137,8 @@ def test_with_credentials_unauthenticated_requests_are_refused(corpus_store, emb
         assert status in (401, 403) and "24 February" not in body
         status, body = http("POST", url + "gradio_api/call/ask", json.dumps({"data": ["When was RSP v3 released?", []]}).encode())
         assert status in (401, 403) and "citations" not in body
+        status, body = http("POST", url + "gradio_api/upload", b"--x\r\n")  # adding documents needs the login too
+        assert status in (401, 403)
         status, body = http("GET", url)  # the page shell only: it asks for a login before any component
         assert "Sources of the latest answer" not in body and "rag-chat" not in body
         with pytest.raises(Exception):
