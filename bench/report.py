@@ -66,6 +66,10 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
         ("ratios ours/plain", "recall@5 · recall@1", f"{_x(ra['recall@5'])} · {_x(ra['recall@1'])}"),
         ("ratios ours/plain", "top-5 context size (chars)", _x(ra["top5_context_chars"])),
     ]
+    if r.get("runtimes"):
+        from .runtimes import rows as runtime_rows
+
+        out += runtime_rows(r["runtimes"])
     return out
 
 

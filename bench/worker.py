@@ -48,13 +48,17 @@ def _log(msg: str) -> None:
 # --------------------------------------------------------------------------- our pipeline
 
 
-def _recording_embedder():
-    """Our Embedder, noting each text it encodes and the CPU time spent (negligible overhead)."""
+def _recording_embedder(**kwargs):
+    """Our Embedder (kwargs as Embedder's; default: the encoder settings of the environment),
+    noting each text it encodes and the CPU time spent (negligible overhead)."""
     from ingest.embed import Embedder
+    from ingest.settings import encoder_from_env
+
+    kwargs = kwargs or {"settings": encoder_from_env()}
 
     class Recording(Embedder):
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__(**kwargs)
             self.recording = True
             self.texts: list[str] = []
             self.cpu_seconds = 0.0
@@ -302,7 +306,7 @@ def task_ours(args: dict) -> dict:
     prepare_environment()
     embedder = _recording_embedder()
     t = time.perf_counter()
-    embedder.model  # load now, so ingest_seconds is the pipeline itself
+    embedder.load()  # load now (every engine its runtime plan uses), so ingest_seconds is the pipeline itself
     model_seconds = time.perf_counter() - t
     import torch
 
@@ -320,6 +324,7 @@ def task_ours(args: dict) -> dict:
     result = {
         "torch_threads": torch.get_num_threads(),
         "chunker_version": CHUNKER_VERSION,
+        "encoder": embedder.runtime,
         "ingest": _ingest_record(summary, seconds, cpu, tokens)
         | {
             "wall_seconds": round(wall, 3),
@@ -515,10 +520,16 @@ def task_plain(args: dict) -> dict:
 TASKS = {"ours": task_ours, "reingest": task_reingest, "plain": task_plain}
 
 
+def _tasks() -> dict:
+    from .runtimes import TASKS as RUNTIME_TASKS
+
+    return TASKS | RUNTIME_TASKS
+
+
 def main(argv: list[str]) -> int:
     task, args_path, out_path = argv
     args = json.loads(Path(args_path).read_text())
-    result = TASKS[task](args)
+    result = _tasks()[task](args)
     Path(out_path).write_text(json.dumps(result, indent=1))
     return 0
 

@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             return _from_feedback(args)
         sets = args.sets or ["rsp"]
         if args.command == "calibrate":
+            if args.write_packaged and len(sets) > 1:
+                raise EvalSetError("--write-packaged takes one --set (the packaged threshold is fitted on rsp)")
             return max(_calibrate(name, args) for name in sets)
         return max(_run(name, args) for name in sets)
     except (EvalSetError, IngestError, SettingsError) as err:

@@ -52,6 +52,35 @@ class IngestSettings:
     progress: bool = True
 
 
+ENCODER_RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """Which runtime runs the embedding model (ingest/embed.py) and where ONNX exports are kept.
+
+    auto: chosen by probing the CPU; torch: sentence-transformers (bf16 batches where the CPU
+    has native bf16); onnx: ONNX Runtime float32; onnx-int8: dynamic int8, opt-in (lossy; its
+    vectors get their own model id)."""
+
+    runtime: str = "auto"
+    models_dir: Path = REPO_ROOT / "data" / "models"
+
+
+def encoder_from_env(env: os._Environ | dict | None = None, **overrides) -> EncoderSettings:
+    """Defaults < environment (RAG_ENCODER, RAG_MODELS_DIR) < overrides."""
+    env = os.environ if env is None else env
+    values = {"runtime": (env.get("RAG_ENCODER") or "auto").strip().lower()}
+    if env.get("RAG_MODELS_DIR"):
+        values["models_dir"] = Path(env["RAG_MODELS_DIR"]).resolve()
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if values["runtime"] not in ENCODER_RUNTIMES:
+        from .errors import IngestError
+
+        raise IngestError(f"unknown encoder runtime '{values['runtime']}' — set RAG_ENCODER to one of {', '.join(ENCODER_RUNTIMES)}")
+    return replace(EncoderSettings(), **values)
+
+
 def store_from_env(env: os._Environ | dict | None = None, **overrides) -> StoreSettings:
     """Defaults < environment (RAG_STORE, RAG_CHROMA_HOST, RAG_CHROMA_PORT, RAG_COLLECTION) < overrides."""
     env = os.environ if env is None else env

@@ -13,6 +13,9 @@ from harness import free_port, start_server, stop_process  # noqa: F401  (tests 
 from ingest.runtime import prepare_environment
 
 prepare_environment()
+# the embedding model's ONNX export (ingest/onnx_runtime.py) is built once per machine for every
+# test run and its child processes, outside the developer's data/ folder
+os.environ.setdefault("RAG_MODELS_DIR", str(Path(os.environ.get("TMPDIR") or "/tmp") / "rag-test-models"))
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"

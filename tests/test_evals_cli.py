@@ -145,9 +145,10 @@ def test_calibrated_collection_threshold_is_used_named_and_kept(html_corpus, tmp
     assert answer["threshold_source"] == "collection 'corpus' (calibrated on set tea)"
     # an incremental ingest of a changed corpus keeps the calibration, and says it predates the change
     (html_corpus / "cups.html").write_text("<h1>Cups</h1><p>Porcelain cups keep tea warm longer than glass ones.</p>")
-    from tests.conftest import ingest_into
+    from ingest.pipeline import run_ingest
+    from ingest.settings import IngestSettings, StoreSettings
 
-    ingest_into(store, [html_corpus], embedder)
+    run_ingest(IngestSettings(store=StoreSettings(path=store), corpus=(html_corpus,), progress=False), embedder, log=lambda s: None)
     answer = ask()
     assert answer["threshold"] == pytest.approx(fitted, abs=1e-4)
     assert "calibrated on set tea, before the corpus last changed" in answer["threshold_source"]
