@@ -49,7 +49,6 @@ FULL = Profile("full", 5_000_000, (1, 4, 16), None, 200, 4, 20, 1500, 2, 3, 120 
 QUICK = Profile("quick", 40_000, (0.25, 0.5, 1), 10, 20, 4, 6, 150, 1, 1, 15 * 60, runtime_bytes=20_000, runtime_sample=100)
 
 
-
 def _log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
@@ -291,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=CACHE_DIR, help="where the built corpora are kept")
     parser.add_argument("--only-runtimes", action="store_true",
                         help="only the encoder runtimes side by side (writes runtimes.json beside --out)")
+    parser.add_argument("--only-serving", action="store_true",
+                        help="only serving by corpus size: 1x, 16x, the large corpus, 10 copies of it (writes serving.json beside --out)")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
     if args.large_mb:
@@ -322,6 +323,22 @@ def main(argv: list[str] | None = None) -> int:
         code = snapshot_code(CODE)
         corpus_dir = CODE / "corpus"
         _log(f"code under test copied to {CODE} (fingerprint {code['fingerprint']})")
+        if args.only_serving:
+            from . import serving
+
+            points = [{"name": "1x", "factor": 1, "bytes": corpus["bytes"], "dir": str(corpus_dir)}]
+            points += [dict(p) for p in subsets if p["name"] == "16x"]
+            points.append({"name": "large", "factor": round(large["bytes"] / corpus["bytes"], 1), "bytes": large["bytes"], "dir": str(large_dir)})
+            found = serving.run(run_worker, tmp, points, None, profile.scaling_questions, timeout, _log)
+            found |= {"mode": profile.name, "machine": mach | {"load_avg_end": round(os.getloadavg()[0], 2)},
+                      "step_seconds": dict(STEPS), "code": code, "total_seconds": round(time.perf_counter() - t0, 1)}
+            out = args.out.with_name("serving.json")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(found, indent=1) + "\n")
+            out.with_suffix(".md").write_text(serving.markdown(found, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
+            print(serving.markdown(found, f"{profile.name} run"))
+            print(f"wrote {out} and {out.with_suffix('.md')} in {found['total_seconds']:.0f} s")
+            return 0
         from . import runtimes as rt
 
         MODELS = tmp / "models"

@@ -174,6 +174,7 @@ def run(run_worker, tmp: Path, points: list[dict], large_store: Path | None, que
         log(f"serving: serve {p['name']}")
         got = run_worker("serve_point", {"store": str(store), "questions": questions}, tmp, timeout, f"serve_{p['name']}")
         rows.append({k: p[k] for k in ("name", "factor", "bytes")} | ing | got)
+        log(f"serving {p['name']}: {_line(rows[-1])}")
         last_store = store
     if last_store is not None:
         big = points[-1]
@@ -183,11 +184,17 @@ def run(run_worker, tmp: Path, points: list[dict], large_store: Path | None, que
         got = run_worker("serve_point", {"store": str(store), "questions": questions}, tmp, timeout, "serve_copies")
         rows.append({"name": f"{COPIES}x {big['name']} (copies)", "factor": big["factor"] * COPIES,
                      "bytes": big["bytes"] * COPIES, "copied_records": made} | got)
+        log(f"serving copies: {_line(rows[-1])}")
     base = rows[0] if rows else None
     for r in rows:
         r["startup_over_1x_seconds"] = round(r["startup_seconds"] - base["startup_seconds"], 2)
         r["rss_over_1x_mb"] = round(r["rss_mb_after_questions"] - base["rss_mb_after_questions"], 1)
     return {"points": rows, "notes": NOTES}
+
+
+def _line(r: dict) -> str:
+    return (f"{r['chunks']} chunks, {r['units']} units, start-up {r['startup_seconds']} s, RSS {r['rss_mb_after_questions']} MB, "
+            f"retrieve p50/p95 {r['retrieve']['p50_ms']}/{r['retrieve']['p95_ms']} ms, ask p50/p95 {r['ask']['p50_ms']}/{r['ask']['p95_ms']} ms")
 
 
 def markdown(found: dict, title: str) -> str:

@@ -522,8 +522,9 @@ TASKS = {"ours": task_ours, "reingest": task_reingest, "plain": task_plain}
 
 def _tasks() -> dict:
     from .runtimes import TASKS as RUNTIME_TASKS
+    from .serving import TASKS as SERVING_TASKS
 
-    return TASKS | RUNTIME_TASKS
+    return TASKS | RUNTIME_TASKS | SERVING_TASKS
 
 
 def main(argv: list[str]) -> int:
