@@ -67,8 +67,13 @@ def retrieval_ranks(hit_spans: list[Span], gold: list[list[Span]]) -> list[int |
 
 def citation_checks(answer, corpus_texts: dict[str, str]) -> tuple[bool, list[Span]]:
     """Valid when every [n] names a listed citation, every citation is used, and each quote is
-    exactly the source text at its offsets."""
-    used = {int(n) for n in _MARKER.findall(answer.text)}
+    exactly the source text at its offsets. Brackets inside the quoted text itself (code such as
+    `listeners[0]()`) are not markers, so the quotes are taken out before markers are counted."""
+    text = answer.text
+    for c in sorted(answer.citations, key=lambda c: -len(c.quote)):
+        if c.quote.strip():
+            text = text.replace(c.quote, " ")
+    used = {int(n) for n in _MARKER.findall(text)}
     listed = {c.n for c in answer.citations}
     valid = used == listed
     spans = []

@@ -276,3 +276,16 @@ def test_squad_build_from_a_squad_shaped_file(tmp_path):
     assert (again / "items.jsonl").read_text() == (out / "items.jsonl").read_text()  # seeded: the same sample
     with pytest.raises(EvalSetError, match="SQuAD"):
         squad.build({"nope": 1}, tmp_path / "x")
+
+
+def test_brackets_inside_a_quoted_code_line_are_not_markers():
+    from types import SimpleNamespace
+
+    from evals.metrics import citation_checks
+
+    quote = "newListeners[0]();"
+    text = {"events.md": f"Example: {quote} done."}
+    cite = SimpleNamespace(n=1, source="events.md", start=9, end=9 + len(quote), quote=quote)
+    assert citation_checks(SimpleNamespace(text=f"{quote} [1]", citations=[cite]), text)[0]
+    assert not citation_checks(SimpleNamespace(text=f"{quote} [1] [2]", citations=[cite]), text)[0]  # [2] names nothing
+    assert not citation_checks(SimpleNamespace(text=quote, citations=[cite]), text)[0]  # the citation is never used
