@@ -308,6 +308,7 @@ def test_browser_upload_ask_cite_remove(tmp_path, embedder):
     md = NEW_MD.encode()
 
     def upload(page, files, replace=False):
+        page.evaluate("() => { window.__seen = document.querySelector('#rag-job .rag-job')?.dataset.job || ''; }")
         page.locator("#rag-tab-docs-button, button[role='tab']:has-text('Documents')").first.click()
         page.locator("#rag-upload input[type='file']").set_input_files(
             [{"name": n, "mimeType": "application/octet-stream", "buffer": b} for n, b in files]
@@ -321,10 +322,13 @@ def test_browser_upload_ask_cite_remove(tmp_path, embedder):
         page.locator("#rag-add").click()
 
     def summary(page) -> str:
+        """The one line of the job just started (not the one before it)."""
         page.wait_for_function(
-            "() => document.querySelector('#rag-job .rag-job-done, #rag-job .rag-job-failed')", timeout=120_000
+            """() => { const j = document.querySelector('#rag-job .rag-job-done, #rag-job .rag-job-failed');
+                       return j && j.dataset.job !== window.__seen; }""",
+            timeout=120_000,
         )
-        return page.locator("#rag-job").inner_text()
+        return page.locator("#rag-job .rag-job").inner_text()
 
     try:
         with sync_playwright() as pw:
@@ -373,6 +377,7 @@ def test_browser_upload_ask_cite_remove(tmp_path, embedder):
             # removal
             page.locator("#rag-remove-pick input").click()
             page.get_by_role("option", name="otters.md").click()
+            page.evaluate("() => { window.__seen = document.querySelector('#rag-job .rag-job')?.dataset.job || ''; }")
             page.locator("#rag-remove").click()
             assert "removed" in summary(page)
             assert not (corpus / "otters.md").exists()

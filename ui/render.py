@@ -318,14 +318,14 @@ def job_html(job) -> str:
         cls = "rag-job-done" if job.ok else "rag-job-failed"
         icon = "✓" if job.ok else "⚠"
         return (
-            f'<div class="rag-job {cls}"><div class="rag-job-line">{icon} {esc(verb)} {esc(what)}: '
+            f'<div class="rag-job {cls}" data-job="{int(job.id)}"><div class="rag-job-line">{icon} {esc(verb)} {esc(what)}: '
             f'<span class="rag-summary">{esc(job.summary)}</span></div>{problems}</div>'
         )
     pct = int(100 * job.done / job.total) if job.total else 0
     phase = _PHASES.get(job.phase, job.phase)
     count = f" {job.done:,}/{job.total:,} texts" if job.phase == "embedding" and job.total else ""
     return (
-        f'<div class="rag-job rag-job-running"><div class="rag-job-line">{esc(verb)} {esc(what)} — '
+        f'<div class="rag-job rag-job-running" data-job="{int(job.id)}"><div class="rag-job-line">{esc(verb)} {esc(what)} — '
         f"{esc(phase)}{esc(count)}…</div>"
         f'<div class="rag-progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{pct}">'
         f'<div class="rag-progress-fill" style="width: {pct}%"></div></div>{problems}</div>'
