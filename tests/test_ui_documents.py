@@ -390,3 +390,23 @@ def test_browser_upload_ask_cite_remove(tmp_path, embedder):
             browser.close()
     finally:
         app.close()
+
+
+def test_code_units_are_shown_preformatted(tmp_path, embedder):
+    corpus, assistant, library, ctl = make_site(tmp_path, embedder)
+    code = "rig-start --port 8080\nrig-watch --every 5s"
+    (tmp_path / "uploads").mkdir()
+    (tmp_path / "uploads" / "rig.md").write_text(
+        f"# Rig manual\n\n## Starting the rig\n\nStart the rig and watch it with:\n\n```\n{code}\n```\n", encoding="utf-8"
+    )
+    assert library.wait(library.add([(str(tmp_path / "uploads" / "rig.md"), "rig.md")]).id).ok
+    units = Store(assistant.settings.store).units.get(where={"kind": "code"}, include=["metadatas", "documents"])
+    assert units["ids"], "the fenced block is a code unit"
+    meta, text = units["metadatas"][0], units["documents"][0]
+    assert library.unit_kind(meta["chunk_id"], meta["start"], meta["end"]) == "code"
+    c = {"n": 1, "source": "rig.md", "section": "Starting the rig", "start": meta["start"], "end": meta["end"],
+         "quote": text, "kind": "code", "chunk_id": meta["chunk_id"]}
+    answer = render.exchange_message({"answer": f"Start it with: {text} [1]", "abstained": False, "citations": [c]})
+    assert f'<pre class="rag-code">{render.esc(text)}</pre>' in answer and "\n" in text
+    panel = ctl.panel_for(c)
+    assert 'class="rag-para rag-code"' in panel and f"<mark>{render.esc(text)}</mark>" in panel
