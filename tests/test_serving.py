@@ -70,6 +70,7 @@ def test_ingest_adds_a_segment_for_changed_files_and_keeps_the_rest(tmp_path, em
     m1 = store.lexical_manifest(fp1)
     (corpus / "quokka.md").write_text(NEW_DOC, encoding="utf-8")
     ingest_into(tmp_path / "store", [corpus], embedder)
+    store = Store(settings.store)  # a collection object keeps the metadata it was opened with
     fp2 = store.info().corpus_fingerprint
     m2 = store.lexical_manifest(fp2)
     assert fp2 != fp1 and set(m2) == {"anthropic-rsp-review.md", "quokka.md"}
@@ -90,6 +91,7 @@ def test_ingest_adds_a_segment_for_changed_files_and_keeps_the_rest(tmp_path, em
 
     (corpus / "quokka.md").unlink()
     ingest_into(tmp_path / "store", [corpus], embedder)
+    store = Store(settings.store)
     m3 = store.lexical_manifest(store.info().corpus_fingerprint)
     assert m3 == m1
     time.sleep(1.1)  # past the freshness check
