@@ -40,10 +40,6 @@ def turns_of(history: Iterable[Any] | None) -> tuple[Turn, ...]:
     return tuple(out)
 
 
-def is_followup(self) -> bool:
-        return bool(self.context)
-
-
 def is_followup(question: str) -> bool:
     """Does the question lean on an earlier turn (pronoun, 'that law', ellipsis, 'and …', 'what about …')?"""
     pointers = (_ANAPHORA, _BARE_DEMONSTRATIVE, _DEMONSTRATIVE_NOUN)

@@ -25,10 +25,15 @@ def decide(query: Query, scored: Sequence[Scored], index, threshold: float) -> D
         return Decision(True, 0.0, threshold, "answer type" if useful else "no candidates")
     if qtype.unknown_identifiers(query.focus, index.identifiers):
         return Decision(True, 0.0, threshold, "unknown identifier")
-    confidence = max(s.evidence for s in typed[:TOP_FOR_CONFIDENCE]) * (1.0 - 0.5 * unknown_share(query, index.stats))
+    confidence = max(_strength(s) for s in typed[:TOP_FOR_CONFIDENCE]) * (1.0 - 0.5 * unknown_share(query, index.stats))
     if confidence < threshold:
         return Decision(True, confidence, threshold, "below threshold", typed)
     return Decision(False, confidence, threshold, "", typed)
+
+
+def _strength(s: Scored) -> float:
+    """The ranker's probability where it scored the unit, else the cheap evidence score."""
+    return s.model if s.model >= 0 else s.evidence
 
 
 def related(scored: Sequence[Scored], limit: int) -> tuple[Citation, ...]:

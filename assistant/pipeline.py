@@ -26,7 +26,7 @@ from .backends.extractive import ExtractiveBackend
 from .clean import clean_question
 from .conversation import resolve, turns_of
 from .decide import decide, related
-from .rank import query_vector, rerank, score_units
+from .rank import model_rescore, query_vector, rerank, score_units
 from .records import NOT_IN_CORPUS, Answer, Evidence, Query, StreamEvent, Turn
 from .retrieve import Retriever
 from .settings import Settings, check
@@ -46,12 +46,15 @@ class CorpusInfo:
 class Assistant:
     """Built from settings; ask() and stream() are safe to call from several threads."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, backend: Backend | None = None) -> None:
+    def __init__(
+        self, settings: Settings, embedder: Embedder | None = None, backend: Backend | None = None, ranker=None
+    ) -> None:
         self.settings = check(settings)
         self.embedder = embedder or shared_embedder()
         self.retriever = Retriever(settings, self.embedder)
         self.backend = backend or make_backend(settings.backend, settings, self.embedder)
         self._extractive = ExtractiveBackend(settings)
+        self.ranker = ranker if ranker is not None or not settings.ranker else _ranker(settings)
 
     # -- corpus -----------------------------------------------------------------------------
     def corpus_info(self) -> CorpusInfo:
@@ -62,6 +65,8 @@ class Assistant:
         """Load the model and the index now rather than on the first question."""
         self.retriever.index()
         self.embedder.encode_one("warm up")
+        if self.ranker is not None:
+            self.ranker.load()
 
     def source_text(self, source: str) -> str:
         from .cite import source_text
@@ -76,6 +81,8 @@ class Assistant:
         index = self.retriever.index()
         rescore = self.settings.rescore if rescore is None else rescore
         scored = score_units(query, qvec, hits, index, self.settings.candidates, everywhere=rescore)
+        if rescore and self.ranker is not None:
+            scored = model_rescore(query, scored, self.ranker, index, self.settings.rank_candidates)
         if rescore:
             hits = rerank(hits, scored, index.chunks)
         return hits, scored, index
@@ -141,6 +148,12 @@ class Assistant:
             backend=answer.backend, notice="The answer's citations failed verification, so it is withheld.",
             threshold=answer.threshold, threshold_source=answer.threshold_source,
         )
+
+
+def _ranker(settings: Settings):
+    from .ranker import Ranker, shared_ranker
+
+    return Ranker(settings.ranker_dir) if settings.ranker_dir else shared_ranker()
 
 
 def _last(events):

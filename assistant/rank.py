@@ -116,3 +116,48 @@ def rerank(hits: Sequence[Hit], scored: Sequence[Scored], chunks: dict) -> list[
     by_id = {h.chunk.id: h for h in hits}
     head = [by_id.get(cid) or Hit(chunks[cid], 0.0) for cid in sorted(best, key=lambda c: -best[c]) if cid in chunks]
     return head + [h for h in hits if h.chunk.id not in best]
+
+
+# -- the learned ranker --------------------------------------------------------------------------
+W_CHEAP = 0.5  # weight of the cheap score's distance from the best candidate, beside the model
+MODEL_QUESTION_WORDS = 40  # the question the model sees (follow-ups carry their context)
+
+
+def model_question(query: Query) -> str:
+    words = query.text.split()
+    return " ".join(words[:MODEL_QUESTION_WORDS])
+
+
+def candidate_body(unit, index) -> str:
+    """What the model reads for a unit: a row with its column names, a lead-in with its items."""
+    from ingest.records import labelled_row
+
+    from .units import with_list
+
+    if unit.kind == "row" and unit.header:
+        return labelled_row(unit.header, unit.text)
+    if unit.text.rstrip().endswith(":"):
+        listed, items = with_list(unit, index)
+        if items:
+            return listed.text
+    return unit.text
+
+
+def model_rescore(query: Query, scored: Sequence[Scored], ranker, index, n: int) -> list[Scored]:
+    """The top n units re-scored by the cross-encoder: score = p(answers) + W_CHEAP × (cheap score −
+    the best cheap score); units it did not score follow, in their order."""
+    from dataclasses import replace
+
+    from .ranker import candidate_text
+
+    head, tail = list(scored[:n]), list(scored[n:])
+    if not head:
+        return list(scored)
+    probs = ranker.score(model_question(query), [candidate_text(s.unit.section, candidate_body(s.unit, index)) for s in head])
+    best_cheap = max(s.score for s in head)
+    rescored = [
+        replace(s, score=float(p) + W_CHEAP * (s.score - best_cheap), model=float(p)) for s, p in zip(head, probs)
+    ]
+    rescored.sort(key=lambda s: -s.score)
+    floor = min(s.score for s in rescored) - 1.0
+    return rescored + [replace(s, score=floor + 0.01 * s.score) for s in tail]

@@ -101,6 +101,7 @@ class Scored:
     rank: int  # rank of its passage among the fused hits, -1 when outside them
     named: float = 0.0  # share of the question's identifiers this unit names
     evidence: float = 0.0  # how well the unit answers, apart from what it names
+    model: float = -1.0  # the ranker's probability that the unit answers; -1 when it did not score it
 
 
 @dataclass(frozen=True)

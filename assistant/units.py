@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Sequence
 
 from ingest.records import Unit
 
@@ -38,3 +39,57 @@ def with_list(unit: Unit, index) -> tuple[Unit, list[Unit]]:
     end = items[-1].end
     text = chunk.text[unit.start - chunk.start : end - chunk.start]
     return replace(unit, kind="list", end=end, text=text), items  # keeps every other field (pages)
+
+
+RUN_KINDS = ("item", "row", "code")
+
+
+def _same_place(a: Unit, b: Unit) -> bool:
+    return a.source == b.source and a.section == b.section
+
+
+def leads_in(unit: Unit) -> bool:
+    return unit.text.rstrip().endswith(":")
+
+
+def section_units(unit: Unit, index, near: Sequence[str] = ()) -> list[Unit]:
+    """The units of the unit's section, in document order, as far as its own chunk and the chunks
+    `near` (e.g. the retrieved ones) hold them."""
+    out: dict[str, Unit] = {}
+    for cid in dict.fromkeys([unit.chunk_id, *near]):
+        for row in index.units_by_chunk.get(cid) or ():
+            u = index.units[row]
+            if _same_place(u, unit):
+                out[u.id] = u
+    return sorted(out.values(), key=lambda u: (u.start, u.end))
+
+
+def run_after(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> tuple[Unit | None, list[Unit]]:
+    """The list, table rows or code a unit belongs to or leads into, in document order: its lead-in
+    (a unit ending in ':' just before the run, if any) and up to `limit` members of the run.
+
+    For an item or row, the run is the one it stands in, from its start; for any other unit, the
+    items, rows or code that directly follow it in its section."""
+    units = section_units(unit, index, near)
+    pos = next((i for i, u in enumerate(units) if u.id == unit.id), None)
+    if pos is None:
+        return None, []
+    if unit.kind in ("item", "row"):
+        start = pos
+        while start > 0 and units[start - 1].kind == unit.kind:
+            start -= 1
+        lead = units[start - 1] if start > 0 and leads_in(units[start - 1]) else None
+    else:
+        start, lead = pos + 1, unit
+    run: list[Unit] = []
+    for u in units[start:]:
+        if u.kind not in RUN_KINDS or len(run) >= limit:
+            break
+        run.append(u)
+    return lead, run
+
+
+def first_of_section(unit: Unit, index, near: Sequence[str] = ()) -> Unit:
+    """The first unit of the unit's section, in document order (as far as the chunks at hand hold it)."""
+    units = section_units(unit, index, near)
+    return units[0] if units else unit

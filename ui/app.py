@@ -5,23 +5,17 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from assistant.errors import CiteError, IngestError, QuestionError, StoreError
+from assistant.errors import CiteError
 
 from . import render
+from .errors import UNEXPECTED, error_line  # noqa: F401  (UNEXPECTED is part of the page's API)
 from .documents import UPLOAD_TYPES, DocumentLibrary, corpus_title, example_questions
 from .style import CSS, HEAD_JS, theme
-
-UNEXPECTED = (
-    "Something went wrong inside the assistant ({kind}) — try again; "
-    "if it persists, re-run `make ingest`"
-)
-
 
 def new_conversation() -> dict:
     """One browser session's conversation: the turns the assistant sees, and what the chat shows."""
@@ -39,23 +33,6 @@ class Step:
     sources: list[dict] = field(default_factory=list)  # citations of the finished answer
     error: str = ""  # one line when the question could not be answered
     panel: str | None = None  # on the final step: the panel (the first source, or empty)
-
-
-def _log_exception(where: str) -> None:
-    print(f"ui: unexpected error in {where}:", file=sys.stderr)
-    traceback.print_exc(file=sys.stderr)
-
-
-def error_line(err: BaseException, where: str = "the assistant") -> str:
-    """One readable line for the browser; the traceback of an unexpected error goes to stderr only."""
-    if isinstance(err, QuestionError):
-        return render.public_message(f"Cannot ask that: {err}")
-    if isinstance(err, StoreError):
-        return render.public_message(f"The document store is not available: {err}")
-    if isinstance(err, (IngestError, CiteError)):
-        return render.public_message(str(err))
-    _log_exception(where)
-    return UNEXPECTED.format(kind=type(err).__name__)
 
 
 class ChatController:

@@ -482,7 +482,7 @@ class DocumentLibrary:
         try:
             held = {row.source for row in self.documents()}
         except Exception as err:  # noqa: BLE001 - StoreError and the like: one line
-            from .app import error_line
+            from .errors import error_line
 
             self._update(job_id, phase="failed", finished=True, summary=error_line(err, "remove"))
             return

@@ -6,13 +6,14 @@ cited sentence is yielded as soon as it is composed.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterator, Sequence
 
 from ingest.records import Unit, split_row
 
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
-from ..units import label_only, overlaps, with_list
+from ..units import first_of_section, label_only, leads_in, overlaps, run_after, with_list
 
 MARGIN = 0.06  # further sentences must score within this of the best one
 REDUNDANT = 0.9  # cosine above which a further sentence repeats a chosen one
@@ -38,10 +39,17 @@ class ExtractiveBackend:
             return
         parts: list[str] = []
         cites: list[Citation] = []
-        for part, citation in compose_parts(select(d.units, evidence.index, self.settings.max_sentences), evidence.query, evidence.index):
+        chosen = select(d.units, evidence.index, self.settings.max_sentences)
+        near = [h.chunk.id for h in evidence.hits[: self.settings.candidates]]
+        rest = [s for s in d.units if s not in chosen]
+        for part, citation in compose_parts(chosen, evidence.query, evidence.index, near, rest):
             yield part if not parts else " " + part
             parts.append(part)
             cites.append(citation)
+        if not parts:  # only lead-ins with nothing after them: nothing to quote
+            yield NOT_IN_CORPUS
+            yield Answer(NOT_IN_CORPUS, True, related=evidence.related, **common)
+            return
         yield Answer(" ".join(parts), False, tuple(cites), **common)
 
 
@@ -77,18 +85,84 @@ def render(unit: Unit, query: Query) -> str:
     return f"{names[0]}: {cells[0]} — {parts}"
 
 
-def compose_parts(chosen: Sequence[Scored], query: Query, index) -> Iterator[tuple[str, Citation]]:
-    """Each answer sentence with its [n], and its citation (each used once)."""
+# "Summarise …", "List …", "What are the main criticisms …", "How do I …": the answer is a list
+BROAD = re.compile(
+    r"^\s*(?:please\s+)?(?:summari[sz]e|list|outline|enumerate|give\s+(?:me\s+)?(?:an?\s+)?(?:overview|summary|list)"
+    r"|what\s+(?:are|were)\s+(?:all\s+)?the\s+(?:main|key|major|principal)\s|how\s+(?:do|can|should)\s+(?:i|you|we)\s"
+    r"|what\s+(?:steps|stages)|which\s+steps)",
+    re.IGNORECASE,
+)
+# a heading that names a thing: a flag, a function, an attribute, a lint ('--crate-name', 'path.join()')
+_IDENTIFIER_LIKE = re.compile(r"[`_\-.()/#]|[a-z][A-Z]|[A-Za-z]\d")
+MAX_LIST_QUOTED = 8  # items, rows or steps quoted for a broad question, each cited
+_IDENT_CHARS = re.compile(r"[`'\"“”‘’()\[\]]")
+
+
+def is_broad(question: str) -> bool:
+    return bool(BROAD.search(question))
+
+
+def heading_named(heading: str, question: str) -> bool:
+    """Does the question name this section's heading (a flag, function, attribute, lint …)?"""
+    name = re.split(r":\s|\s[—–-]\s", heading, maxsplit=1)[0]  # '`--crate-name`: controlling the name'
+    if not _IDENTIFIER_LIKE.search(name):
+        return False
+    words = _IDENT_CHARS.sub(" ", re.sub(r"\(.*?\)", " ", name)).lower().split()  # 'f(path)' names f
+    if not words or len(words) > 5:
+        return False
+    asked = set(_IDENT_CHARS.sub(" ", question).lower().replace("?", " ").split())
+    return all(w in asked or w.rstrip(".,:;") in asked for w in words)
+
+
+def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str] = ()) -> Iterator[tuple[str, Unit]]:
+    """(text, unit) for each quoted piece of the answer, in order; each gets its own [n]."""
+    broad = is_broad(query.focus)
     covered: list[Unit] = []
-    n = 0
-    for s in chosen:
-        if any(overlaps(s.unit, c) for c in covered):
+
+    def fresh(u: Unit) -> bool:
+        return not any(overlaps(u, c) for c in covered)
+
+    for k, s in enumerate(chosen):
+        unit, prefix = s.unit, ""
+        if k == 0 and unit.section and heading_named(unit.section[-1], query.focus):
+            unit, prefix = first_of_section(unit, index, near), f"{unit.section[-1]}: "
+        if not fresh(unit):
             continue  # already quoted as an item of a list above
-        unit, items = with_list(s.unit, index)
-        n += 1
-        if items:
-            text = f"{s.unit.text.strip()} {'; '.join(i.text.strip() for i in items)} [{n}]"
-        else:
-            text = f"{render(unit, query)} [{n}]"
-        covered.append(unit)
-        yield text, Citation.of_unit(n, unit)
+        listed, items = with_list(unit, index)
+        if items and not broad:  # a lead-in and its items, quoted in one piece
+            covered.append(listed)
+            yield prefix + f"{unit.text.strip()} {'; '.join(i.text.strip() for i in items)}", listed
+            continue
+        lead, run = run_after(unit, index, MAX_LIST_QUOTED, near) if (broad or leads_in(unit)) else (None, [])
+        if leads_in(unit) and not run:
+            continue  # a lead-in ending in ':' is never an answer on its own
+        if lead is not None and fresh(lead):
+            covered.append(lead)
+            yield prefix + lead.text.strip(), lead
+            prefix = ""
+        elif not run or unit not in run:
+            covered.append(unit)
+            yield prefix + render(unit, query), unit
+            prefix = ""
+        for u in run:
+            if fresh(u):
+                covered.append(u)
+                yield prefix + render(u, query), u
+                prefix = ""
+        if broad and run:
+            return  # the list is the answer
+
+
+def compose_parts(
+    chosen: Sequence[Scored], query: Query, index, near: Sequence[str] = (), rest: Sequence[Scored] = ()
+) -> Iterator[tuple[str, Citation]]:
+    """Each answer piece with its [n], and its citation (each used once); `near` are the ids of the
+    retrieved chunks, where a list or a section may continue. When the chosen units yield nothing
+    (lead-ins with nothing after them), the best of `rest` that yields something answers."""
+    pieces = list(_segments(chosen, query, index, near))
+    for s in rest:
+        if pieces:
+            break
+        pieces = list(_segments([s], query, index, near))
+    for n, (text, unit) in enumerate(pieces, 1):
+        yield f"{text} [{n}]", Citation.of_unit(n, unit)
