@@ -87,15 +87,7 @@ def _pieces(text: str, block: Block, count: TokenCounter, target: int) -> list[_
         return _code_pieces(text, block, count, target)
     # a long paragraph or item: whole sentences, packed up to the target
     # (a 'sentence' over the target, such as lines with no punctuation, is cut at spaces)
-    out: list[_Piece] = []
-    for a, b in sentence_spans(text, block.start, block.end):
-        t = count(text[a:b])
-        for a2, b2, t2 in _word_parts(text, a, b, count, target) if t > target else [(a, b, t)]:
-            if out and out[-1].tokens + t2 <= target:
-                out[-1] = _Piece(out[-1].start, b2, out[-1].tokens + t2, "part")
-            else:
-                out.append(_Piece(a2, b2, t2, "part"))
-    return out
+    return _packed(text, sentence_spans(text, block.start, block.end), count, target, "part")
 
 
 def _table_pieces(text: str, block: Block, count: TokenCounter, target: int) -> list[_Piece]:
@@ -121,14 +113,20 @@ def _table_pieces(text: str, block: Block, count: TokenCounter, target: int) -> 
 def _code_pieces(text: str, block: Block, count: TokenCounter, target: int) -> list[_Piece]:
     """Whole lines (fence lines included), packed up to the target; a line over the target
     alone is cut at spaces."""
+    return _packed(text, _row_spans(text, block.start, block.end), count, target, "code")
+
+
+def _packed(text: str, spans, count: TokenCounter, target: int, kind: str) -> list[_Piece]:
+    """Consecutive spans packed into pieces of at most `target` tokens; a span over the target
+    is first cut at spaces."""
     out: list[_Piece] = []
-    for a, b in _row_spans(text, block.start, block.end):
+    for a, b in spans:
         t = count(text[a:b])
         for a2, b2, t2 in _word_parts(text, a, b, count, target) if t > target else [(a, b, t)]:
             if out and out[-1].tokens + t2 <= target:
-                out[-1] = _Piece(out[-1].start, b2, out[-1].tokens + t2, "code")
+                out[-1] = _Piece(out[-1].start, b2, out[-1].tokens + t2, kind)
             else:
-                out.append(_Piece(a2, b2, t2, "code"))
+                out.append(_Piece(a2, b2, t2, kind))
     return out
 
 
