@@ -10,6 +10,7 @@ server falls back to the extractive answer with a one-line notice.
 from __future__ import annotations
 
 import hashlib
+import json
 import http.server
 import os
 import re
@@ -468,3 +469,59 @@ def test_eval_runner_reports_generative_side_by_side(llm_server, corpus_store, e
     assert 0.0 <= gen["fallback_rate"] <= 1.0 and 0.0 <= gen["removed_share"] <= 1.0
     assert report["variants"]["full"]["overall"]["fallback_rate"] == 0.0
     assert "sentences removed" in rep.markdown(report)
+
+
+# -- streaming through the pipeline, against a scripted OpenAI-compatible server ------------------------
+class _ScriptedStream(http.server.BaseHTTPRequestHandler):
+    """Streams a fixed reply in pieces (SSE, as OpenAI-compatible servers do); records when each left."""
+
+    pieces = ["RSP v3 was ", "released on ", "24 February ", "2026 [1]."]
+    sent: list = []
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for i, piece in enumerate(self.pieces):
+            delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "scripted",
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+            type(self).sent.append(piece)
+            time.sleep(0.3)
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_generative_answer_streams_token_by_token_through_the_pipeline(corpus_store, embedder):
+    pytest.importorskip("llama_index.llms.openai_like")
+    from assistant.pipeline import Assistant
+    from assistant.settings import Settings
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedStream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _ScriptedStream.sent = []
+    try:
+        settings = Settings(store=corpus_store.store, backend="openai", openai_model="scripted",
+                            openai_base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", openai_timeout=60.0)
+        a = Assistant(settings, embedder)
+        seen, answer = [], None
+        for event in a.stream("When was RSP v3 released?"):
+            seen.append((event.text, event.done, len(_ScriptedStream.sent)))
+            answer = event.answer
+    finally:
+        server.shutdown()
+        server.server_close()
+    partial = [s for s in seen if not s[1]]
+    assert [t for t, _, _ in partial] == ["RSP v3 was ", "RSP v3 was released on ", "RSP v3 was released on 24 February ",
+                                         "RSP v3 was released on 24 February 2026 [1]."]
+    assert partial[0][2] < len(_ScriptedStream.pieces), "the first words reached us only after the whole reply"
+    final = seen[-1]
+    assert final[1] and "24 February 2026" in final[0]
+    assert answer.backend == "openai" and answer.text == "RSP v3 was released on 24 February 2026. [1]", answer
+    check_answer(answer, a)
