@@ -406,11 +406,33 @@ def ablate(settings: TrainSettings, pairs: int, log: Callable[[str], None] = pri
         out = REPO / "data" / "ranker" / "ablation" / f"{'_'.join(sources)}_{layers}"
         m = run(s, out, log, with_cosine=False, items=items)
         t = m["training"]
-        rows.append({"variant": name, "sources": list(sources), "layers": layers, "pairs": t["report"]["pairs"],
-                     "train_minutes": round(t["report"]["seconds"] / 60, 1), "score_24_p50_ms": t["score_24"]["p50_ms"],
-                     **t["dev"]})
-    result = {"pairs_budget": pairs, "eval_questions": settings.eval_questions, "cpu": cpu_info(), "rows": rows,
-              "command": " ".join(["python -m training.train_ranker", *sys.argv[1:]])}
+        rows.append(_ablation_row(name, m))
+        result = {"pairs_budget": pairs, "eval_questions": settings.eval_questions, "cpu": cpu_info(), "rows": rows,
+                  "command": " ".join(["python -m training.train_ranker", *sys.argv[1:]])}
+        ABLATION.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")  # after each variant
+    return result
+
+
+def _ablation_row(name: str, manifest: dict) -> dict:
+    t = manifest["training"]
+    return {"variant": name, "sources": t["settings"]["data"]["sources"], "layers": manifest["layers"],
+            "pairs": t["report"]["pairs"], "train_minutes": round(t["report"]["seconds"] / 60, 1),
+            "score_24_p50_ms": t["score_24"]["p50_ms"], **t["dev"]}
+
+
+def collect_ablation(command: str) -> dict | None:
+    """The ablation table from the variants finished so far (their manifests under data/ranker/ablation/)."""
+    rows, pairs, evalq = [], None, None
+    for name, (sources, layers) in ABLATIONS.items():
+        path = REPO / "data" / "ranker" / "ablation" / f"{'_'.join(sources)}_{layers}" / rk.MANIFEST
+        if path.is_file():
+            m = json.loads(path.read_text("utf-8"))
+            rows.append(_ablation_row(name, m))
+            pairs, evalq = m["training"]["settings"]["pairs"], m["training"]["settings"]["eval_questions"]
+    if not rows:
+        return None
+    result = {"pairs_budget": pairs, "eval_questions": evalq, "cpu": cpu_info(), "rows": rows, "command": command,
+              "finished": f"{len(rows)} of {len(ABLATIONS)} variants"}
     ABLATION.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
@@ -418,9 +440,53 @@ def ablate(settings: TrainSettings, pairs: int, log: Callable[[str], None] = pri
 def write_card(directory: Path = rk.MODELS_DIR) -> Path:
     manifest = json.loads((directory / rk.MANIFEST).read_text("utf-8"))
     ablation = json.loads(ABLATION.read_text("utf-8")) if ABLATION.is_file() else None
+    speed_runs = json.loads(SPEED.read_text("utf-8")) if SPEED.is_file() else None
     path = directory / "RANKER.md"
-    path.write_text(render(manifest, ablation), encoding="utf-8")
+    path.write_text(render(manifest, ablation, speed_runs), encoding="utf-8")
     return path
+
+
+SPEED = REPO / "training" / "speed.json"
+
+
+def speed(layer_counts: Sequence[int] = (3, 4, 6), questions: int = 20, n: int = 24) -> dict:
+    """Milliseconds to score n dev candidates per question, float32, torch on 2 threads: the shipped
+    ranker, the same cut with 3/4/6 layers (timing only; untrained heads), and the plain bi-encoder
+    embedding the same texts (a yardstick: tokens per second)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from ingest.embed import Embedder
+
+    torch.set_num_threads(2)
+    items = dev_items(replace(TrainSettings(), eval_questions=questions))
+    rng = random.Random(0)
+    pool = [c for i in items for c in i.candidates]
+    batches_ = [(i.question, rng.sample(pool, n)) for i in items]
+    tokenizer = AutoTokenizer.from_pretrained(str(rk.base_model_path()), local_files_only=True)
+
+    spec = rk.RankerSpec()
+    tokens = float(np.mean([rk.encode_pairs(tokenizer, spec, [q] * n, c)["attention_mask"].sum().item() for q, c in batches_]))
+    scorers = {"shipped": rk.Ranker().load().score}
+    for layers in layer_counts:
+        sp = replace(spec, layers=layers)
+        net = rk.build_model(sp).eval()
+        scorers[f"{layers} layers"] = lambda q, c, net=net, sp=sp: rk.predict(net, tokenizer, sp, q, list(c))
+    emb = Embedder(bf16=False)
+    scorers["bi-encoder, 6 layers, candidates alone"] = lambda q, c: emb.encode(list(c))
+    times: dict[str, list[float]] = {name: [] for name in scorers}
+    for r, (q, c) in enumerate(batches_[:2] + batches_):  # interleaved, so a change of load hits all alike
+        for name, fn in scorers.items():
+            t = time.perf_counter()
+            fn(q, c)
+            if r >= 2:
+                times[name].append((time.perf_counter() - t) * 1000)
+    rows = {name: round(float(np.median(ts)), 1) for name, ts in times.items()}
+    isa = os.environ.get("ATEN_CPU_CAPABILITY", "native")
+    result = {"candidates": n, "questions": len(batches_), "tokens_per_batch": round(tokens), "p50_ms": rows,
+              "isa": isa, "cpu": cpu_info(), "load_1min": round(os.getloadavg()[0], 1),
+              "command": " ".join(["python -m training.train_ranker", *sys.argv[1:]])}
+    return result
 
 
 def slow_cpu_estimate(report: dict, spec: rk.RankerSpec) -> dict:
@@ -442,7 +508,7 @@ def _fmt(x) -> str:
     return "n/a" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
 
 
-def render(manifest: dict, ablation: dict | None) -> str:
+def render(manifest: dict, ablation: dict | None, speed_runs: dict | None = None) -> str:
     t = manifest["training"]
     st, rep, dev, cpu = t["settings"], t["report"], t["dev"], t["cpu"]
     spec = rk.RankerSpec(manifest["layers"], manifest["trained"], manifest["max_length"])
@@ -542,7 +608,9 @@ def render(manifest: dict, ablation: dict | None) -> str:
         f"{est['tokens_per_pair']} padded tokens per pair, so about {REFERENCE_PAIRS_PER_S:g} x 18/{est['passes']} x 128/{est['tokens_per_pair']}"
         f" = {est['pairs_per_s']} pairs/s, and {rep['pairs']:,} pairs take about {est['minutes']} min",
         f"(budget {BUDGET_MINUTES:g} min; data building and the dev evaluation add a few minutes). Even at a third of",
-        "that rate the run fits.",
+        "that rate the run fits. The estimate is arithmetic, not a measurement on that CPU. The pair count was",
+        f"set by this machine instead: with other jobs on its cores training ran at {rep['pairs'] / rep['seconds']:.1f} pairs/s, and the run",
+        "had to stay near an hour here. A larger `--pairs` would still fit the slow CPU's budget.",
         "",
         "## Metrics (SQuAD v1.1 dev)",
         "",
@@ -569,12 +637,40 @@ def render(manifest: dict, ablation: dict | None) -> str:
             "shared it (so an upper bound for this CPU).",
             "",
         ]
+    if speed_runs:
+        lines += [
+            "### Cut depth (`python -m training.train_ranker speed`)",
+            "",
+            "Median ms to score 24 dev candidates for one question, float32, torch on 2 threads, each configuration",
+            "timed in turn on the same questions; `avx2` = torch and oneDNN forced to their AVX2 kernels",
+            "(`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`) on the same machine.",
+            "",
+            "| kernels | load (1 min) | tokens per 24 pairs | " + " | ".join(next(iter(speed_runs.values()))["p50_ms"]) + " |",
+            "|---|---|---|" + "---|" * len(next(iter(speed_runs.values()))["p50_ms"]),
+        ]
+        for isa, r in speed_runs.items():
+            lines.append(f"| {isa} | {r['load_1min']} | {r['tokens_per_batch']:,} | " + " | ".join(f"{v:g}" for v in r["p50_ms"].values()) + " |")
+        r = next(iter(speed_runs.values()))
+        ms = r["p50_ms"]
+        tok = r["tokens_per_batch"]
+        est6 = tok / 1100 * 1000
+        lines += [
+            "",
+            "These were taken with 6-8 runnable processes on the 2 cores, so only the ratios mean much: the cost",
+            f"grows with the layers kept (3 : 4 : 6 layers = {ms['3 layers'] / ms['4 layers']:.2f} : 1 : {ms['6 layers'] / ms['4 layers']:.2f}). On the 2-core AVX2 machine, where the",
+            f"6-layer model runs about 1,100 tokens/s, 24 candidates ({tok:,} tokens) would take about {est6:,.0f} ms with 6 layers,",
+            f"{est6 * ms['4 layers'] / ms['6 layers']:,.0f} ms with the shipped 4 and {est6 * ms['3 layers'] / ms['6 layers']:,.0f} ms with 3 (an estimate from that rate, not a measurement): more than the",
+            "250 ms a whole answer may take. To fit, re-score fewer candidates (about 8 with 4 layers) or",
+            "shorten them; see the ablation for what 3 layers cost in accuracy.",
+            "",
+        ]
     if ablation:
         lines += [
             "## What each data source adds",
             "",
             f"Each variant trained from scratch with the same settings on {ablation['pairs_budget']:,} pairs,"
-            f" evaluated on the same {ablation['eval_questions']} dev questions (`{ablation['command']}`).",
+            f" evaluated on the same {ablation['eval_questions']} dev questions (`{ablation['command']}`"
+            + (f"; {ablation['finished']} finished in this session" if ablation.get("finished") else "") + ").",
             "",
             "| variant | layers | pairs | top-1 | answers vs. no-answer AUC | accuracy at p = 0.5 | 24 candidates p50 |",
             "|---|---|---|---|---|---|---|",
@@ -608,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
 
     prepare_environment()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="?", default="train", choices=("train", "ablate", "card"))
+    ap.add_argument("what", nargs="?", default="train", choices=("train", "ablate", "card", "speed"))
     ap.add_argument("--out", type=Path, default=rk.MODELS_DIR)
     ap.add_argument("--pairs", type=int, default=None)
     ap.add_argument("--questions", type=int, default=None, help="SQuAD questions sampled (default: enough for --pairs)")
@@ -617,6 +713,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     ap.add_argument("--max-minutes", type=float, default=None)
     ap.add_argument("--no-card", action="store_true")
+    ap.add_argument("--collect-ablation", metavar="COMMAND", default=None,
+                    help="card: first gather the finished ablation variants (COMMAND: the ablate command that made them)")
     args = ap.parse_args(argv)
     s = TrainSettings(bf16=args.bf16)
     if args.pairs:
@@ -631,7 +729,16 @@ def main(argv: list[str] | None = None) -> int:
     s = replace(s, data=replace(s.data, questions=args.questions or math.ceil(s.pairs / 5.5)))
     log = lambda m: print(m, flush=True)  # noqa: E731
     if args.what == "card":
+        if args.collect_ablation:
+            collect_ablation(args.collect_ablation)
         log(f"wrote {write_card(args.out)}")
+        return 0
+    if args.what == "speed":
+        result = speed()
+        runs = json.loads(SPEED.read_text("utf-8")) if SPEED.is_file() else {}
+        runs[result["isa"]] = result
+        SPEED.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
+        log(json.dumps(result, indent=2))
         return 0
     if args.what == "ablate":
         ablate(s, args.pairs or 20_000, log)
