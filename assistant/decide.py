@@ -32,8 +32,8 @@ def decide(query: Query, scored: Sequence[Scored], index, threshold: float) -> D
 
 
 def _strength(s: Scored) -> float:
-    """The ranker's probability where it scored the unit, else the cheap evidence score."""
-    return s.model if s.model >= 0 else s.evidence
+    """How well the unit answers: the cheap evidence score (the ranker only orders)."""
+    return s.evidence
 
 
 def related(scored: Sequence[Scored], limit: int) -> tuple[Citation, ...]:

@@ -119,7 +119,7 @@ def rerank(hits: Sequence[Hit], scored: Sequence[Scored], chunks: dict) -> list[
 
 
 # -- the learned ranker --------------------------------------------------------------------------
-W_CHEAP = 0.5  # weight of the cheap score's distance from the best candidate, beside the model
+W_MODEL = 0.15  # weight of the ranker's probability added to the cheap score
 MODEL_QUESTION_WORDS = 40  # the question the model sees (follow-ups carry their context)
 
 
@@ -144,8 +144,8 @@ def candidate_body(unit, index) -> str:
 
 
 def model_rescore(query: Query, scored: Sequence[Scored], ranker, index, n: int) -> list[Scored]:
-    """The top n units re-scored by the cross-encoder: score = p(answers) + W_CHEAP × (cheap score −
-    the best cheap score); units it did not score follow, in their order."""
+    """The top n units re-scored with the cross-encoder: score = cheap score + W_MODEL × p(answers);
+    units it did not score follow, in their order."""
     from dataclasses import replace
 
     from .ranker import candidate_text
@@ -154,10 +154,7 @@ def model_rescore(query: Query, scored: Sequence[Scored], ranker, index, n: int)
     if not head:
         return list(scored)
     probs = ranker.score(model_question(query), [candidate_text(s.unit.section, candidate_body(s.unit, index)) for s in head])
-    best_cheap = max(s.score for s in head)
-    rescored = [
-        replace(s, score=float(p) + W_CHEAP * (s.score - best_cheap), model=float(p)) for s, p in zip(head, probs)
-    ]
+    rescored = [replace(s, score=s.score + W_MODEL * float(p), model=float(p)) for s, p in zip(head, probs)]
     rescored.sort(key=lambda s: -s.score)
     floor = min(s.score for s in rescored) - 1.0
     return rescored + [replace(s, score=floor + 0.01 * s.score) for s in tail]
