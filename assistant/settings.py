@@ -35,7 +35,7 @@ class Settings:
     rescore: bool = True  # sentence-level re-scoring with the embedding model
     ranker: bool = False  # the learned cross-encoder re-scores the best units (assistant/ranker.py)
     ranker_dir: str = ""  # weights folder; "" = the packaged assistant/models
-    rank_candidates: int = 24  # units the cross-encoder re-scores per question
+    rank_candidates: int = 16  # units the cross-encoder re-scores per question
     # answers
     max_sentences: int = 3
     abstain_threshold: float | None = None  # None: the collection's calibration, else the packaged one
