@@ -19,17 +19,20 @@ from pathlib import Path
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 ENGINES = ("torch", "torch-bf16", "onnx", "onnx-int8")
+BARE_ONLY = ("onnx-b32",)  # ONNX Runtime float32 in batches of 32 instead of ONNX_BATCH: the batch size check
 LABELS = {
     "torch": "torch float32",
     "torch-bf16": "torch + bf16 autocast",
     "onnx": "ONNX Runtime float32",
+    "onnx-b32": "ONNX Runtime float32, batches of 32",
     "onnx-int8": "ONNX Runtime dynamic int8",
     "auto": "auto (the default)",
 }
 NOTE = (
     "bare: each engine encodes the same sample texts (every k-th text our pipeline embedded from the "
-    "runtime corpus) sorted by length in batches of 32 — SentenceTransformer.encode for torch (inside "
-    "torch.autocast(bfloat16) for torch-bf16), tokenizer + InferenceSession.run for ONNX — in one process, "
+    "runtime corpus) sorted by length — SentenceTransformer.encode(batch_size=32) for torch (inside "
+    "torch.autocast(bfloat16) for torch-bf16), tokenizer + InferenceSession.run in batches of ONNX_BATCH (16) "
+    "for ONNX, as the Embedder runs them — in one process, "
     "alternating over two halves; cosine is to torch float32 on the same texts. question: one eval question "
     "at a time through Embedder.encode_one of each forced runtime, interleaved. pipeline: run_ingest with the "
     "runtime forced, embed_tokens_per_s over Summary.embed_seconds, against the bare engine of the same "
@@ -107,11 +110,11 @@ def _bare_runner(engine: str, models_dir: Path):
                 return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
 
         return run
-    from ingest.embed import ONNX_NAME, _max_seq_length, _model_dir
+    from ingest.embed import ONNX_BATCH, ONNX_NAME, _max_seq_length, _model_dir
     from ingest.onnx_runtime import OnnxModel, ensure_sentence_encoder
     from transformers import AutoTokenizer
 
-    int8 = engine == "onnx-int8"
+    int8, batch = engine == "onnx-int8", 32 if engine == "onnx-b32" else ONNX_BATCH
     export = ensure_sentence_encoder(_model_dir(), models_dir, ONNX_NAME + ("-int8" if int8 else ""), "int8" if int8 else "none")
     session = OnnxModel(export)
     tok = AutoTokenizer.from_pretrained(str(_model_dir()), local_files_only=True)
@@ -120,8 +123,8 @@ def _bare_runner(engine: str, models_dir: Path):
     def run(texts):
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), 384), dtype=np.float32)
-        for k in range(0, len(order), 32):
-            idx = order[k : k + 32]
+        for k in range(0, len(order), batch):
+            idx = order[k : k + batch]
             out[idx] = session.run(
                 tok([texts[i] for i in idx], padding=True, truncation=True, max_length=max_len, return_tensors="np")
             )
@@ -143,7 +146,8 @@ def task_bare(args: dict) -> dict:
     texts = json.loads(Path(args["texts"]).read_text())
     cpu = cpu_info()
     engines = _engines(cpu["torch_native_bf16"])
-    runners = {e: _bare_runner(e, models_dir) for e in engines}
+    runners = {e: _bare_runner(e, models_dir) for e in engines + list(BARE_ONLY)}
+    engines = list(runners)
     from ingest.embed import Embedder
 
     counter = Embedder(bf16=False)
@@ -178,7 +182,7 @@ def task_bare(args: dict) -> dict:
     # a lone question, through each runtime's Embedder as the assistant calls it
     items, _ = _questions(args.get("questions"))
     questions = [i.question for i in items]
-    embedders = {e: _embedder(e, models_dir).load() for e in engines + ["auto"]}
+    embedders = {e: _embedder(e, models_dir).load() for e in engines + ["auto"] if e not in BARE_ONLY}
     for emb in embedders.values():
         emb.encode_one("warm up")
     lat = {e: [] for e in embedders}
