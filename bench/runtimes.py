@@ -338,6 +338,8 @@ def rows(rt: dict) -> list[tuple[str, str, str]]:
     flags = ", ".join(rt["flags"]) or "none of " + ", ".join(CPU_FLAGS)
     out = [(section, "CPU", f"{rt['cpu'] or 'unknown'}; {flags}; torch native bf16: {'yes' if rt['torch_native_bf16'] else 'no'}")]
     out.append((section, "auto picks", rt["auto_plan"]))
+    loads = [rt["bare"]["load_avg"]] + [p["load_avg"] for p in rt["pipeline"].values()]
+    out.append((section, "load average during the steps (1 min, start → end)", ", ".join(f"{a} → {b}" for a, b in loads)))
     for quant, e in rt["exports"].items():
         label = "ONNX export float32" if quant == "none" else "ONNX export int8"
         out.append((section, f"{label} (first use)", f"{e['seconds']:.1f} s, {e['mb']:.0f} MB, probe min cosine {e['check']['min_cosine']:.4f}"))
