@@ -13,7 +13,7 @@ from ingest.records import Unit, split_row
 
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
-from ..units import first_of_section, label_only, leads_in, overlaps, run_after, with_list
+from ..units import label_only, leads_in, overlaps, run_after, with_list
 
 MARGIN = 0.06  # further sentences must score within this of the best one
 REDUNDANT = 0.9  # cosine above which a further sentence repeats a chosen one
@@ -125,7 +125,7 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
     for k, s in enumerate(chosen):
         unit, prefix = s.unit, ""
         if k == 0 and unit.section and heading_named(unit.section[-1], query.focus):
-            unit, prefix = first_of_section(unit, index, near), f"{unit.section[-1]}: "
+            prefix = f"{unit.section[-1]}: "  # the answer names the thing asked for
         if not fresh(unit):
             continue  # already quoted as an item of a list above
         listed, items = with_list(unit, index)
