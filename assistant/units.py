@@ -87,9 +87,3 @@ def run_after(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> tuple[
             break
         run.append(u)
     return lead, run
-
-
-def first_of_section(unit: Unit, index, near: Sequence[str] = ()) -> Unit:
-    """The first unit of the unit's section, in document order (as far as the chunks at hand hold it)."""
-    units = section_units(unit, index, near)
-    return units[0] if units else unit
