@@ -13,6 +13,7 @@ from typing import Callable
 from .chunk import CHUNKER_VERSION, chunk_document
 from .embed import Embedder
 from .errors import IngestError, LockedError
+from .lexical import build_segment
 from .load import load_paths
 from .records import Chunk, Document, Unit
 from .settings import REPO_ROOT, IngestSettings, StoreSettings
@@ -113,11 +114,13 @@ def run_ingest(
                 summary.removed += state.chunks
         _embed_and_write(store, todo, manifest, settings, embedder, summary, log, on_progress)
         final = store.manifest()
+        new_fp = fingerprint((s, st.sha) for s, st in final.items())
+        update_lexical(store, info.corpus_fingerprint, new_fp, {s: st.sha for s, st in final.items()})
         store.set_info(
             CollectionInfo(
                 embedding_model=embedder.model_id,
                 chunker_version=CHUNKER_VERSION,
-                corpus_fingerprint=fingerprint((s, st.sha) for s, st in final.items()),
+                corpus_fingerprint=new_fp,
                 ingested_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 documents=len(final),
                 chunks=sum(st.chunks for st in final.values()),
@@ -125,6 +128,40 @@ def run_ingest(
         )
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+MAX_SEGMENTS = 8
+
+
+def update_lexical(store: Store, old_fp: str, new_fp: str, shas: dict[str, str]) -> dict:
+    """Bring the store's lexical index (ingest.lexical) to the corpus state `new_fp`: one new
+    segment for the files that changed (read back from the store: whatever wrote them, a crash
+    included), or one segment for all when segments pile up or dead chunks outnumber live ones.
+    Written before the collection's fingerprint changes, so a server that sees the new
+    fingerprint finds its manifest; the previous state's manifest and segments are kept for
+    servers still on it, older ones are deleted. Returns what it did."""
+    current = store.lexical_manifest(new_fp)
+    if current is not None and {s: v[0] for s, v in current.items()} == shas:
+        return {"segment": "", "files": 0}
+    old = (store.lexical_manifest(old_fp) or {}) if old_fp else {}
+    manifest = {s: old[s] for s, sha in shas.items() if s in old and old[s][0] == sha}
+    changed = sorted(s for s in shas if s not in manifest)
+    sizes = store.lexical_sizes()
+    referenced = {v[1] for v in manifest.values()}
+    held = sum(sizes.get(seg, 0) for seg in referenced)  # chunks in the kept segments, dead ones included
+    if len(referenced) + 1 > MAX_SEGMENTS or held > 2 * max(1, store.count()):
+        manifest, changed = {}, sorted(shas)  # compact: every file into one segment
+    done = {"segment": "", "files": len(changed)}
+    if changed:
+        chunks = store.chunks_of_sources(changed)
+        seg_id = fingerprint([(new_fp, ""), *((s, shas[s]) for s in changed)])
+        store.write_lexical_segment(seg_id, build_segment(chunks), len(chunks))
+        manifest.update({s: [shas[s], seg_id] for s in changed})
+        done["segment"] = seg_id
+    store.write_lexical_manifest(new_fp, manifest)
+    keep = {v[1] for v in manifest.values()} | {v[1] for v in old.values()}
+    store.prune_lexical({new_fp, old_fp}, keep)
+    return done
 
 
 def _embed_and_write(store, todo, manifest, settings, embedder, summary, log, on_progress=None) -> None:
