@@ -713,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     ap.add_argument("--max-minutes", type=float, default=None)
     ap.add_argument("--no-card", action="store_true")
+    ap.add_argument("--no-cosine", action="store_true", help="skip the MiniLM cosine baseline in the dev metrics")
     ap.add_argument("--collect-ablation", metavar="COMMAND", default=None,
                     help="card: first gather the finished ablation variants (COMMAND: the ablate command that made them)")
     args = ap.parse_args(argv)
@@ -745,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_card and (rk.MODELS_DIR / rk.MANIFEST).is_file():
             write_card()
         return 0
-    run(s, args.out, log)
+    run(s, args.out, log, with_cosine=not args.no_cosine)
     if not args.no_card:
         log(f"wrote {write_card(args.out)}")
     return 0
