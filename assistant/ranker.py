@@ -15,7 +15,6 @@ Imports only torch / transformers / numpy and ``ingest`` (never other assistant 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from ingest.errors import IngestError
+from ingest.onnx_runtime import sha256_file
 from ingest.records import SECTION_SEP
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -140,12 +140,7 @@ def save(net, spec: RankerSpec, directory: Path, extra: dict | None = None) -> d
     return manifest
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256_of = sha256_file  # one file hash for every shipped or built model file
 
 
 def read_manifest(directory: Path) -> dict:

@@ -26,6 +26,7 @@ import pytest
 
 from assistant import verify
 from assistant.records import Answer, Turn
+from ingest.onnx_runtime import sha256_file
 
 from conftest import free_port, stop_process
 
@@ -281,14 +282,6 @@ def _model_path() -> Path:
     return found[0]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _wait_for_models(port: int, proc, seconds: float) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -309,7 +302,7 @@ def llm_server(tmp_path_factory):
     pytest.importorskip("llama_cpp")
     pytest.importorskip("llama_index.llms.openai_like")
     model = _model_path()
-    assert _sha256(model) == MODEL_SHA256, f"{model} is not the GGUF file {MODEL_PACKAGE} should ship"
+    assert sha256_file(model) == MODEL_SHA256, f"{model} is not the GGUF file {MODEL_PACKAGE} should ship"
     port = free_port()
     log = tmp_path_factory.mktemp("llm-server") / "server.log"
     with open(log, "wb") as out:
