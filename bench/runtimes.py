@@ -19,19 +19,19 @@ from pathlib import Path
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 ENGINES = ("torch", "torch-bf16", "onnx", "onnx-int8")
-BARE_ONLY = ("onnx-b32",)  # ONNX Runtime float32 in batches of 32 instead of ONNX_BATCH: the batch size check
+BARE_ONLY = ("onnx-b16",)  # ONNX Runtime float32 in batches of 16 instead of ONNX_BATCH: the batch size check
 LABELS = {
     "torch": "torch float32",
     "torch-bf16": "torch + bf16 autocast",
     "onnx": "ONNX Runtime float32",
-    "onnx-b32": "ONNX Runtime float32, batches of 32",
+    "onnx-b16": "ONNX Runtime float32, batches of 16",
     "onnx-int8": "ONNX Runtime dynamic int8",
     "auto": "auto (the default)",
 }
 NOTE = (
     "bare: each engine encodes the same sample texts (every k-th text our pipeline embedded from the "
     "runtime corpus) sorted by length — SentenceTransformer.encode(batch_size=32) for torch (inside "
-    "torch.autocast(bfloat16) for torch-bf16), tokenizer + InferenceSession.run in batches of ONNX_BATCH (16) "
+    "torch.autocast(bfloat16) for torch-bf16), tokenizer + InferenceSession.run in batches of ONNX_BATCH (32) "
     "for ONNX, as the Embedder runs them — in one process, "
     "alternating over two halves; cosine is to torch float32 on the same texts. question: one eval question "
     "at a time through Embedder.encode_one of each forced runtime, interleaved. pipeline: run_ingest with the "
@@ -114,7 +114,7 @@ def _bare_runner(engine: str, models_dir: Path):
     from ingest.onnx_runtime import OnnxModel, ensure_sentence_encoder
     from transformers import AutoTokenizer
 
-    int8, batch = engine == "onnx-int8", 32 if engine == "onnx-b32" else ONNX_BATCH
+    int8, batch = engine == "onnx-int8", 16 if engine == "onnx-b16" else ONNX_BATCH
     export = ensure_sentence_encoder(_model_dir(), models_dir, ONNX_NAME + ("-int8" if int8 else ""), "int8" if int8 else "none")
     session = OnnxModel(export)
     tok = AutoTokenizer.from_pretrained(str(_model_dir()), local_files_only=True)
