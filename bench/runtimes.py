@@ -348,18 +348,18 @@ def rows(rt: dict) -> list[tuple[str, str, str]]:
         out.append(
             (
                 section,
-                f"bare {LABELS[e]}",
+                f"bare {LABELS.get(e, e)}",
                 f"{b['tokens_per_s']:,.0f} tokens/s ({_x(b['vs_torch_fp32'])} torch fp32), cosine min {b['min_cosine_to_torch_fp32']:.4f}",
             )
         )
     for e, q in bare["question"].items():
-        out.append((section, f"a lone question, {LABELS[e]}", f"p50 {q['p50_ms']:.1f} ms · p95 {q['p95_ms']:.1f} ms"))
+        out.append((section, f"a lone question, {LABELS.get(e, e)}", f"p50 {q['p50_ms']:.1f} ms · p95 {q['p95_ms']:.1f} ms"))
     for e, p in rt["pipeline"].items():
         s = rt["summary"][e]
         out.append(
             (
                 section,
-                f"ingest, {LABELS[e]}",
+                f"ingest, {LABELS.get(e, e)}",
                 f"{s['ingest_tokens_per_s']:,.0f} tokens/s ({_x(s['ingest_vs_torch_fp32'])} torch fp32); "
                 f"embed phase / bare {p['bare_engine']}: {_x(s['pipeline_embed_vs_bare_same_runtime'])}",
             )
