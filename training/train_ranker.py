@@ -417,7 +417,7 @@ def _ablation_row(name: str, manifest: dict) -> dict:
     t = manifest["training"]
     return {"variant": name, "sources": t["settings"]["data"]["sources"], "layers": manifest["layers"],
             "pairs": t["report"]["pairs"], "train_minutes": round(t["report"]["seconds"] / 60, 1),
-            "score_24_p50_ms": t["score_24"]["p50_ms"], **t["dev"]}
+            "score_24_p50_ms": t.get("score_24", {}).get("p50_ms"), **t["dev"]}
 
 
 def collect_ablation(command: str) -> dict | None:
@@ -656,8 +656,8 @@ def render(manifest: dict, ablation: dict | None, speed_runs: dict | None = None
         est6 = tok / 1100 * 1000
         lines += [
             "",
-            "These were taken with 6-8 runnable processes on the 2 cores, so only the ratios mean much: the cost",
-            f"grows with the layers kept (3 : 4 : 6 layers = {ms['3 layers'] / ms['4 layers']:.2f} : 1 : {ms['6 layers'] / ms['4 layers']:.2f}). On the 2-core AVX2 machine, where the",
+            "The load column is the 1-minute load average at the end of the run (2 = both cores busy); the ratios",
+            f"hold either way: 3 : 4 : 6 layers = {ms['3 layers'] / ms['4 layers']:.2f} : 1 : {ms['6 layers'] / ms['4 layers']:.2f}. On the 2-core AVX2 machine, where the",
             f"6-layer model runs about 1,100 tokens/s, 24 candidates ({tok:,} tokens) would take about {est6:,.0f} ms with 6 layers,",
             f"{est6 * ms['4 layers'] / ms['6 layers']:,.0f} ms with the shipped 4 and {est6 * ms['3 layers'] / ms['6 layers']:,.0f} ms with 3 (an estimate from that rate, not a measurement): more than the",
             "250 ms a whole answer may take. To fit, re-score fewer candidates (about 8 with 4 layers) or",
