@@ -275,6 +275,16 @@ def assemble(profile: Profile, mach: dict, corpus: dict, large: dict, small: dic
     }
 
 
+def _write_part(found: dict, out: Path, markdown, mode: str) -> int:
+    """One part of the bench run alone (--only-serving, --only-runtimes): its JSON and Markdown, printed too."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(found, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(found, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
+    print(markdown(found, f"{mode} run"))
+    print(f"wrote {out} and {out.with_suffix('.md')} in {found['total_seconds']:.0f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from ingest.runtime import prepare_environment
 
@@ -332,13 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             found = serving.run(run_worker, tmp, points, None, profile.scaling_questions, timeout, _log)
             found |= {"mode": profile.name, "machine": mach | {"load_avg_end": round(os.getloadavg()[0], 2)},
                       "step_seconds": dict(STEPS), "code": code, "total_seconds": round(time.perf_counter() - t0, 1)}
-            out = args.out.with_name("serving.json")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(found, indent=1) + "\n")
-            out.with_suffix(".md").write_text(serving.markdown(found, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
-            print(serving.markdown(found, f"{profile.name} run"))
-            print(f"wrote {out} and {out.with_suffix('.md')} in {found['total_seconds']:.0f} s")
-            return 0
+            return _write_part(found, args.out.with_name("serving.json"), serving.markdown, profile.name)
         from . import runtimes as rt
 
         MODELS = tmp / "models"
@@ -349,13 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             found = rt.run(run_worker, tmp, runtime_dir, MODELS, profile.runtime_sample, profile.query_limit, timeout, _log, exports)
             found |= {"mode": profile.name, "machine": mach, "step_seconds": dict(STEPS), "code": code,
                       "total_seconds": round(time.perf_counter() - t0, 1)}
-            out = args.out.with_name("runtimes.json")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(found, indent=1) + "\n")
-            out.with_suffix(".md").write_text(rt.markdown(found, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
-            print(rt.markdown(found, f"{profile.name} run"))
-            print(f"wrote {out} and {out.with_suffix('.md')} in {found['total_seconds']:.0f} s")
-            return 0
+            return _write_part(found, args.out.with_name("runtimes.json"), rt.markdown, profile.name)
         ours_store = tmp / "ours-corpus"
         _log("1/6 our pipeline on corpus/: ingest, queries, scaling")
         small = run_worker(
