@@ -333,12 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         code = snapshot_code(CODE)
         corpus_dir = CODE / "corpus"
         _log(f"code under test copied to {CODE} (fingerprint {code['fingerprint']})")
-        if args.only_serving:
-            from . import serving
+        from . import serving
 
-            points = [{"name": "1x", "factor": 1, "bytes": corpus["bytes"], "dir": str(corpus_dir)}]
-            points += [dict(p) for p in subsets if p["name"] == "16x"]
-            points.append({"name": "large", "factor": round(large["bytes"] / corpus["bytes"], 1), "bytes": large["bytes"], "dir": str(large_dir)})
+        points = [{"name": "1x", "factor": 1, "bytes": corpus["bytes"], "dir": str(corpus_dir)}]
+        points += [dict(p) for p in subsets[-1:] if p["factor"] > 1]  # 16x in a full run
+        points.append({"name": "large", "factor": round(large["bytes"] / corpus["bytes"], 1), "bytes": large["bytes"], "dir": str(large_dir)})
+        if args.only_serving:
             found = serving.run(run_worker, tmp, points, None, profile.scaling_questions, timeout, _log)
             found |= {"mode": profile.name, "machine": mach | {"load_avg_end": round(os.getloadavg()[0], 2)},
                       "step_seconds": dict(STEPS), "code": code, "total_seconds": round(time.perf_counter() - t0, 1)}
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import runtimes as rt
 
         MODELS = tmp / "models"
-        _log("0/6 ONNX exports of the embedding model (what a first use builds)")
+        _log("0/7 ONNX exports of the embedding model (what a first use builds)")
         exports = run_worker("rt_export", {"models_dir": str(MODELS)}, tmp, timeout, "runtimes_export")
         if args.only_runtimes:
             _log(f"encoder runtimes on {runtime_corpus['bytes'] / 1000:.0f} KB")
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                       "total_seconds": round(time.perf_counter() - t0, 1)}
             return _write_part(found, args.out.with_name("runtimes.json"), rt.markdown, profile.name)
         ours_store = tmp / "ours-corpus"
-        _log("1/6 our pipeline on corpus/: ingest, queries, scaling")
+        _log("1/7 our pipeline on corpus/: ingest, queries, scaling")
         small = run_worker(
             "ours",
             {
@@ -368,11 +368,11 @@ def main(argv: list[str] | None = None) -> int:
             timeout,
             "ours_corpus_query_scaling",
         )
-        _log("2/6 cold start: python -m assistant ask")
+        _log("2/7 cold start: python -m assistant ask")
         t = time.perf_counter()
         cold = cold_start(ours_store, profile.cold_runs, timeout)
         STEPS["cold_start"] = round(time.perf_counter() - t, 1)
-        _log("3/6 plain llama-index pipeline: corpus/, queries, large corpus")
+        _log("3/7 plain llama-index pipeline: corpus/, queries, large corpus")
         plain = run_worker(
             "plain",
             {
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             "plain_llamaindex",
         )
         large_store = tmp / "ours-large"
-        _log(f"4/6 our pipeline on the large corpus ({large['mb']} MB)")
+        _log(f"4/7 our pipeline on the large corpus ({large['mb']} MB)")
         big = run_worker(
             "ours",
             {
@@ -406,14 +406,18 @@ def main(argv: list[str] | None = None) -> int:
             timeout,
             "ours_large",
         )
-        _log("5/6 re-ingest of the unchanged large corpus")
+        _log("5/7 re-ingest of the unchanged large corpus")
         again = run_worker("reingest", {"store": str(large_store), "corpus": [str(large_dir)]}, tmp, timeout, "reingest")
-        _log(f"6/6 encoder runtimes side by side ({runtime_corpus['bytes'] / 1000:.0f} KB ingested under each)")
+        _log(f"6/7 encoder runtimes side by side ({runtime_corpus['bytes'] / 1000:.0f} KB ingested under each)")
         runtimes = rt.run(run_worker, tmp, runtime_dir, MODELS, profile.runtime_sample, profile.query_limit, timeout, _log, exports)
+        _log("7/7 serving by corpus size: 1x, 16x, the large corpus (stores of steps 1 and 4), 10 copies of it")
+        served = serving.run(run_worker, tmp, points, {"1x": ours_store, "large": large_store},
+                             profile.scaling_questions, timeout, _log)
     code["chunker_version"] = small.get("chunker_version")
     results = assemble(profile, mach, corpus, large, small, cold, big, again, plain, time.perf_counter() - t0)
     results["code"] = code
     results["runtimes"] = runtimes
+    results["serving"] = served
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     md_path = args.out.with_suffix(".md")

@@ -70,6 +70,10 @@ def rows(r: dict) -> list[tuple[str, str, str]]:
         from .runtimes import rows as runtime_rows
 
         out += runtime_rows(r["runtimes"])
+    if r.get("serving"):
+        from .serving import rows as serving_rows
+
+        out += serving_rows(r["serving"])
     return out
 
 

@@ -117,12 +117,7 @@ def task_serve_point(args: dict) -> dict:
 
     from .worker import _scaling_questions
 
-    from dataclasses import fields
-
-    from assistant.settings import Settings
-
-    off = {"ranker": False} if "ranker" in {f.name for f in fields(Settings)} else {}  # the cheap ranking only
-    settings = load_settings(env={}, store=StoreSettings(path=Path(args["store"])), **off)
+    settings = load_settings(env={}, store=StoreSettings(path=Path(args["store"])), ranker=False)  # the default
     assistant = Assistant(settings)
     first = assistant.ask(COLD_QUESTION)
     startup = time.time() - spawned
@@ -140,39 +135,74 @@ def task_serve_point(args: dict) -> dict:
         t = time.perf_counter()
         assistant.ask(q)
         ask.append(time.perf_counter() - t)
+    rss_after, peak = _rss_mb(), _peak_mb()  # before the ranker's run below loads its model
+    ranked = _with_ranker(settings, assistant, questions) if args.get("ranker") else None
     index = assistant.retriever.index()
     return {
         "startup_seconds": round(startup, 2),
         "first_answer_abstained": first.abstained,
         "rss_mb_after_first_answer": rss_first,
-        "rss_mb_after_questions": _rss_mb(),
-        "peak_rss_mb": _peak_mb(),
+        "rss_mb_after_questions": rss_after,
+        "peak_rss_mb": peak,
         "retrieve": _lat(retrieve),
         "ask": _lat(ask),
         "chunks": len(index.chunks),
         "units": index.unit_count,
         "index_memory": index.memory(),
         "load_avg": round(os.getloadavg()[0], 2),
-    }
+    } | ({"with_ranker": ranked} if ranked else {})
+
+
+def _with_ranker(settings, plain, questions: list[str]) -> dict:
+    """The same questions with the learned ranker on (RAG_RANKER=1): ask latency, and the share
+    of it spent in the cross-encoder (Ranker.score, timed inside the pipeline)."""
+    from dataclasses import replace
+
+    from assistant.pipeline import Assistant
+    from assistant.ranker import Ranker
+
+    spent: list[float] = []
+
+    class Timed(Ranker):
+        def score(self, question, candidates):
+            t = time.perf_counter()
+            try:
+                return super().score(question, candidates)
+            finally:
+                spent.append(time.perf_counter() - t)
+
+    ranked = Assistant(replace(settings, ranker=True), embedder=plain.embedder, ranker=Timed().load())
+    for q in questions:  # warm pass, untimed
+        ranked.ask(q)
+    spent.clear()
+    ask = []
+    for q in questions:
+        t = time.perf_counter()
+        ranked.ask(q)
+        ask.append(time.perf_counter() - t)
+    return {"candidates": settings.rank_candidates, "ask": _lat(ask), "ranker": _lat(spent),
+            "ranker_share": round(sum(spent) / sum(ask), 3) if ask else None}
 
 
 TASKS = {"serve_ingest": task_serve_ingest, "serve_clone": task_serve_clone, "serve_point": task_serve_point}
 
 
-def run(run_worker, tmp: Path, points: list[dict], large_store: Path | None, questions: int, timeout: float, log) -> dict:
+def run(run_worker, tmp: Path, points: list[dict], stores: dict[str, Path] | None, questions: int, timeout: float, log) -> dict:
     """points: {"name", "factor", "bytes", "dir"} ingested for real, in order; the last one is
-    also copied COPIES times for the 50 MB point. large_store: an already ingested store of the
-    last point, reused when given."""
+    also copied COPIES times for the 50 MB point. stores: already ingested stores by point name,
+    reused (a full bench run has ingested corpus/ and the large corpus before)."""
+    stores = stores or {}
     rows = []
     last_store = None
     for p in points:
-        store = large_store if (p is points[-1] and large_store) else tmp / f"serve-{p['name']}"
+        store = stores.get(p["name"]) or tmp / f"serve-{p['name']}"
         ing = {}
-        if store != large_store:
+        if p["name"] not in stores:
             log(f"serving: ingest {p['name']} ({p['bytes'] / 1e6:.2f} MB)")
             ing = run_worker("serve_ingest", {"store": str(store), "corpus": [p["dir"]]}, tmp, timeout, f"serve_ingest_{p['name']}")
         log(f"serving: serve {p['name']}")
-        got = run_worker("serve_point", {"store": str(store), "questions": questions}, tmp, timeout, f"serve_{p['name']}")
+        ranker = p is points[0] or p is points[-1]  # the ranker's share of ask, at the smallest and largest real corpus
+        got = run_worker("serve_point", {"store": str(store), "questions": questions, "ranker": ranker}, tmp, timeout, f"serve_{p['name']}")
         rows.append({k: p[k] for k in ("name", "factor", "bytes")} | ing | got)
         log(f"serving {p['name']}: {_line(rows[-1])}")
         last_store = store
@@ -197,18 +227,27 @@ def _line(r: dict) -> str:
             f"retrieve p50/p95 {r['retrieve']['p50_ms']}/{r['retrieve']['p95_ms']} ms, ask p50/p95 {r['ask']['p50_ms']}/{r['ask']['p95_ms']} ms")
 
 
-def markdown(found: dict, title: str) -> str:
-    lines = [
-        f"## Serving by corpus size ({title})",
-        "",
-        "| point | MB | chunks | units | start-up to first answer | RSS after questions | retrieve p50 · p95 | ask p50 · p95 |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+def rows(found: dict) -> list[tuple[str, str, str]]:
+    """Rows of the bench table: one per point, then the ranker's share where it was measured."""
+    section = "serving by corpus size"
+    out = []
     for r in found["points"]:
-        lines.append(
-            f"| {r['name']} | {r['bytes'] / 1e6:.2f} | {r['chunks']:,} | {r['units']:,} | {r['startup_seconds']:.1f} s | "
-            f"{r['rss_mb_after_questions']:.0f} MB | {r['retrieve']['p50_ms']:.1f} · {r['retrieve']['p95_ms']:.1f} ms | "
-            f"{r['ask']['p50_ms']:.1f} · {r['ask']['p95_ms']:.1f} ms |"
-        )
+        out.append((section, f"{r['name']} ({r['bytes'] / 1e6:.2f} MB, {r['chunks']:,} chunks, {r['units']:,} units)",
+                    f"start-up {r['startup_seconds']:.1f} s (+{r['startup_over_1x_seconds']:.1f} s over 1x) · "
+                    f"RSS {r['rss_mb_after_questions']:,.0f} MB (+{r['rss_over_1x_mb']:,.0f} MB) · "
+                    f"retrieve p50 {r['retrieve']['p50_ms']:.1f} / p95 {r['retrieve']['p95_ms']:.1f} ms · "
+                    f"ask p50 {r['ask']['p50_ms']:.1f} / p95 {r['ask']['p95_ms']:.1f} ms"))
+    for r in found["points"]:
+        w = r.get("with_ranker")
+        if w:
+            out.append((section, f"{r['name']}, ranker on ({w['candidates']} candidates)",
+                        f"ask p50 {w['ask']['p50_ms']:.1f} / p95 {w['ask']['p95_ms']:.1f} ms · "
+                        f"cross-encoder p50 {w['ranker']['p50_ms']:.1f} ms, {100 * w['ranker_share']:.0f} % of ask"))
+    return out
+
+
+def markdown(found: dict, title: str) -> str:
+    lines = [f"## Serving by corpus size ({title})", "", "| point | figures |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for _, k, v in rows(found)]
     lines += ["", *(f"- {k}: {v}" for k, v in found["notes"].items()), ""]
     return "\n".join(lines)
