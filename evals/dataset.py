@@ -30,6 +30,7 @@ KINDS: tuple[str, ...] = (
     "paraphrase",
     "numeric",
     "comparison",
+    "broad",  # "Summarise …", "List …": correct when the answer holds `need` of the accept phrases
     "unanswerable",
 )
 DIALOGUE_KIND = "dialogue"
@@ -68,13 +69,15 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", "".join(out)).strip()
 
 
-def matches_accept(answer: str, accept: Iterable[str]) -> bool:
-    """True when the normalized answer contains at least one normalized accept phrase."""
+def matches_accept(answer: str, accept: Iterable[str], need: int = 1) -> bool:
+    """True when the normalized answer contains at least `need` of the normalized accept phrases."""
     norm = normalize(answer)
-    for phrase in accept:
-        p = normalize(phrase)
+    found = 0
+    for p in dict.fromkeys(normalize(phrase) for phrase in accept):  # a phrase given twice counts once
         if p and p in norm:
-            return True
+            found += 1
+            if found >= need:
+                return True
     return False
 
 
@@ -96,6 +99,7 @@ class Turn(_Gold):
     answer: str
     accept: tuple[str, ...]
     evidence: tuple[str, ...]
+    need: int = 1
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class Item(_Gold):
     accept: tuple[str, ...]
     evidence: tuple[str, ...]
     draft: bool = False
+    need: int = 1  # accept phrases a correct answer holds (a broad question's list: several)
 
 
 @dataclass(frozen=True)
@@ -325,7 +330,10 @@ def load_set(name: str | Path = "rsp", root: Path | None = None) -> EvalSet:
         if kind != "unanswerable" and not evidence:
             raise EvalSetError(f"{where}: kind {kind!r} needs at least one evidence quote")
         _check_qa(where, question, answer, accept, evidence, texts)
-        items.append(Item(ident, kind, question, answer, accept, evidence, bool(obj.get("draft"))))
+        need = obj.get("need", 1)
+        if not isinstance(need, int) or isinstance(need, bool) or not 1 <= need <= max(1, len(accept)):
+            raise EvalSetError(f"{where}: need must be a whole number from 1 to the number of accept phrases ({len(accept)})")
+        items.append(Item(ident, kind, question, answer, accept, evidence, bool(obj.get("draft")), need))
 
     dialogues: list[Dialogue] = []
     for lineno, obj in _read_jsonl(set_dir / "dialogues.jsonl", required=False):

@@ -106,7 +106,7 @@ def score(item, answer, hit_spans: list[Span], corpus_texts: dict[str, str], lat
         found = [r for r in ranks if r is not None]
         row.update(
             {
-                "correct": (not answer.abstained) and matches_accept(answer.text, item.accept),
+                "correct": (not answer.abstained) and matches_accept(answer.text, item.accept, item.need),
                 "f1": 0.0 if answer.abstained else token_f1(answer.text, item.answer),
                 "recall@1": sum(1 for r in ranks if r is not None and r <= 1) / len(ranks),
                 "recall@5": sum(1 for r in ranks if r is not None and r <= 5) / len(ranks),

@@ -53,8 +53,11 @@ def test_real_set_item_shape(real_set):
     for item in real_set.items:
         assert isinstance(item, Item)
         assert isinstance(item.accept, tuple) and isinstance(item.evidence, tuple)
-        if item.kind != "unanswerable":
-            assert item.answerable and 1 <= len(item.accept) <= 4, item.id
+        if item.kind == "broad":  # a list: several accept phrases, `need` of them in a correct answer
+            assert 2 <= item.need <= len(item.accept) <= 8 and 1 <= len(item.evidence) <= 8, item.id
+            assert matches_accept(item.answer + " " + " ".join(item.evidence), item.accept, item.need), item.id
+        elif item.kind != "unanswerable":
+            assert item.answerable and 1 <= len(item.accept) <= 4 and item.need == 1, item.id
             assert 1 <= len(item.evidence) <= 3, item.id
             # the gold answer itself is accepted
             assert matches_accept(item.answer, item.accept) or any(
@@ -178,6 +181,19 @@ def test_unknown_kind_rejected(tmp_root):
         load_set(root=tmp_root)
 
 
+@pytest.mark.parametrize("need", [0, 9, "2", True])
+def test_need_outside_the_accept_phrases_is_rejected(tmp_root, need):
+    def edit(lines):
+        obj = json.loads(lines[0])
+        obj["need"] = need
+        lines[0] = json.dumps(obj, ensure_ascii=False)
+        return lines
+
+    _rewrite_items(tmp_root, edit)
+    with pytest.raises(EvalSetError, match="need must be a whole number"):
+        load_set(root=tmp_root)
+
+
 def test_unanswerable_with_evidence_rejected(tmp_root):
     def edit(lines):
         for n, line in enumerate(lines):
@@ -220,6 +236,11 @@ def test_matches_accept():
     assert not matches_accept("It was released in 2025.", ["24 February 2026"])
     assert not matches_accept("anything", [])
     assert not matches_accept("anything", ["", "  "])
+    # a broad question's answer must hold `need` of the phrases
+    listed = "Agnes chairs; Desmond keeps the accounts."
+    assert matches_accept(listed, ["Agnes", "Desmond", "Lucia"], need=2)
+    assert not matches_accept(listed, ["Agnes", "Desmond", "Lucia"], need=3)
+    assert not matches_accept(listed, ["Agnes", "agnes", ""], need=2)
 
 
 # --------------------------------------------------------------------------- sets anywhere, drafts, review
