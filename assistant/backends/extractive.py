@@ -87,7 +87,8 @@ def render(unit: Unit, query: Query) -> str:
 
 # "Summarise …", "List …", "What are the main criticisms …", "How do I …": the answer is a list
 BROAD = re.compile(
-    r"^\s*(?:please\s+)?(?:summari[sz]e|list|outline|enumerate|give\s+(?:me\s+)?(?:an?\s+)?(?:overview|summary|list)"
+    r"^\s*(?:please\s+)?(?:summari[sz]e|list|outline|enumerate"
+    r"|give\s+(?:me\s+)?(?:an?\s+|the\s+)?(?:overview|summary|list|timeline|rundown|history)"
     r"|what\s+(?:are|were)\s+(?:all\s+)?the\s+(?:main|key|major|principal)\s|how\s+(?:do|can|should)\s+(?:i|you|we)\s"
     r"|what\s+(?:steps|stages)|which\s+steps)",
     re.IGNORECASE,
@@ -98,8 +99,23 @@ MAX_LIST_QUOTED = 8  # items, rows or steps quoted for a broad question, each ci
 _IDENT_CHARS = re.compile(r"[`'\"“”‘’()\[\]]")
 
 
+# "Who are the reviewers?", "Which parties were …?", "What must it include?": the answer may be a
+# list; when the best unit stands in one (or leads into one), the list is quoted
+PLURAL = re.compile(
+    r"^\s*(?:(?:who|what)\s+(?:are|were)\s+(?:the\s+)?(?:[\w-]+\s+){0,3}?[\w-]+s\b"
+    r"|which\s+(?:[\w-]+\s+){0,2}?[\w-]+s\s+(?:are|were|does|do|did|is|was|have|has)\b)"
+    r"|\b(?:include|includes|consist\s+of|consists\s+of|comprise|comprises)\s*\??\s*$",
+    re.IGNORECASE,
+)
+
+
 def is_broad(question: str) -> bool:
     return bool(BROAD.search(question))
+
+
+def asks_for_list(question: str) -> bool:
+    """A question whose answer is a list when the corpus has one there (broad questions included)."""
+    return is_broad(question) or bool(PLURAL.search(question))
 
 
 def heading_named(heading: str, question: str) -> bool:
@@ -114,9 +130,20 @@ def heading_named(heading: str, question: str) -> bool:
     return all(w in asked or w.rstrip(".,:;") in asked for w in words)
 
 
+def _siblings_chosen(chosen: Sequence[Scored], index, near: Sequence[str]) -> bool:
+    """The best unit is a list item and another chosen unit stands in the same list: the question
+    is about the list, not one of its items."""
+    if not chosen or chosen[0].unit.kind != "item":
+        return False
+    _, run = run_after(chosen[0].unit, index, MAX_LIST_QUOTED, near)
+    ids = {u.id for u in run}
+    return sum(1 for s in chosen if s.unit.id in ids) >= 2
+
+
 def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str] = ()) -> Iterator[tuple[str, Unit]]:
     """(text, unit) for each quoted piece of the answer, in order; each gets its own [n]."""
     broad = is_broad(query.focus)
+    listing = asks_for_list(query.focus) or _siblings_chosen(chosen, index, near)
     covered: list[Unit] = []
 
     def fresh(u: Unit) -> bool:
@@ -133,7 +160,10 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
             covered.append(listed)
             yield prefix + f"{unit.text.strip()} {'; '.join(i.text.strip() for i in items)}", listed
             continue
-        lead, run = run_after(unit, index, MAX_LIST_QUOTED, near) if (broad or leads_in(unit)) else (None, [])
+        # a broad question quotes the list, rows or steps the unit is in or leads into; a plural
+        # one quotes a list the unit stands in (not table rows: a row is one answer of its own)
+        wants_run = broad or leads_in(unit) or (listing and unit.kind == "item")
+        lead, run = run_after(unit, index, MAX_LIST_QUOTED, near) if wants_run else (None, [])
         if leads_in(unit) and not run:
             continue  # a lead-in ending in ':' is never an answer on its own
         if lead is not None and fresh(lead):
@@ -149,7 +179,7 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
                 covered.append(u)
                 yield prefix + render(u, query), u
                 prefix = ""
-        if broad and run:
+        if (broad or listing) and run:
             return  # the list is the answer
 
 

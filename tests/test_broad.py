@@ -1,0 +1,91 @@
+"""Broad and list questions: the answer quotes the list or the table rows, each item cited; a
+question about one row still gets that row alone. A small corpus written for this test (not an
+eval corpus), the real model and an embedded Chroma."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import ingest_into
+
+DOC = """# Millbrook Community Orchard
+
+## Founding
+
+The Millbrook Community Orchard was planted on a disused railway siding in the spring of 2011 by
+residents of the Millbrook estate.
+
+## Trustees
+
+The orchard is run by a board of volunteer trustees elected each spring:
+
+- Agnes Pollard, who chairs the board and keeps the planting records
+- Desmond Okafor, the treasurer, who manages grants and the cider fund
+- Lucia Ferreira, who organises the school visits
+- Tomasz Wieczorek, who maintains the tools and the irrigation
+
+## Harvest history
+
+| Year | Apples harvested | Notable event |
+|---|---|---|
+| 2014 | 120 kg | First harvest large enough to press |
+| 2016 | 410 kg | A second cider press was bought |
+| 2018 | 95 kg | Late frost destroyed most blossom |
+| 2020 | 530 kg | Record harvest; surplus given to the food bank |
+| 2022 | 480 kg | Twelve heritage varieties grafted |
+
+## Joining
+
+Anyone living within two miles of the orchard may join. Membership costs five pounds a year and
+includes a share of the pressed juice.
+"""
+
+
+@pytest.fixture(scope="module")
+def orchard(tmp_path_factory, embedder):
+    from assistant.pipeline import Assistant
+    from assistant.settings import load_settings
+    from ingest.settings import StoreSettings
+
+    root = tmp_path_factory.mktemp("orchard")
+    (root / "corpus").mkdir()
+    (root / "corpus" / "orchard.md").write_text(DOC, encoding="utf-8")
+    ingest_into(root / "store", [root / "corpus"], embedder)
+    settings = load_settings(env={}, store=StoreSettings(path=root / "store"), corpus_dirs=(root / "corpus",))
+    return Assistant(settings, embedder=embedder)
+
+
+def _quotes_are_spans(answer) -> None:
+    for c in answer.citations:
+        assert DOC[c.start : c.end] == c.quote
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Summarise the harvest history of the orchard.", "List the harvests of the orchard by year."],
+)
+def test_a_broad_question_quotes_the_table_rows_each_cited(orchard, question):
+    answer = orchard.ask(question)
+    assert not answer.abstained, answer.text
+    years = [y for y in ("2014", "2016", "2018", "2020", "2022") if y in answer.text]
+    assert len(years) >= 4, answer.text
+    assert len(answer.citations) >= 4
+    for n in range(1, len(answer.citations) + 1):
+        assert f"[{n}]" in answer.text
+    _quotes_are_spans(answer)
+
+
+@pytest.mark.parametrize("question", ["Who are the trustees of the orchard?", "Which volunteers are on the board of trustees?"])
+def test_a_plural_question_quotes_the_list_it_finds(orchard, question):
+    answer = orchard.ask(question)
+    assert not answer.abstained, answer.text
+    names = [n for n in ("Agnes Pollard", "Desmond Okafor", "Lucia Ferreira", "Tomasz Wieczorek") if n in answer.text]
+    assert len(names) >= 3, answer.text
+    _quotes_are_spans(answer)
+
+
+def test_a_question_about_one_row_is_not_answered_with_the_whole_table(orchard):
+    answer = orchard.ask("How many kilograms of apples were harvested in 2018?")
+    assert not answer.abstained, answer.text
+    assert "95 kg" in answer.citations[0].quote  # the row asked for comes first
+    assert sum(y in answer.text for y in ("2014", "2016", "2020", "2022")) < 4, answer.text  # not the table
+    _quotes_are_spans(answer)
