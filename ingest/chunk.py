@@ -22,7 +22,8 @@ from .sentences import sentence_spans
 from .structure import code_body, parse_blocks, sections, trim_lines
 
 # v6: code units, page ranges of PDFs, HTML text without spaces around inline elements
-CHUNKER_VERSION = "6"
+# v7: a chunk's vector is the mean of its units' vectors (ingest.pipeline.chunk_vectors)
+CHUNKER_VERSION = "7"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .chunk import CHUNKER_VERSION, chunk_document
 from .embed import Embedder
 from .errors import IngestError, LockedError
@@ -172,13 +174,13 @@ def _embed_and_write(store, todo, manifest, settings, embedder, summary, log, on
     for doc in todo:
         chunks, units = chunk_document(doc, embedder.count_tokens, settings.chunk_tokens, settings.overlap_tokens)
         planned.append((doc, chunks, units))
-    total = sum(len(c) + len(u) for _, c, u in planned)
+    total = sum(_texts_to_embed(c, u) for _, c, u in planned)
     bar = _CallbackBar(total, on_progress) if on_progress else _progress(total, settings.progress)
     group: list[tuple[Document, list[Chunk], list[Unit]]] = []
     size = 0
     for item in planned:
         group.append(item)
-        size += len(item[1]) + len(item[2])
+        size += _texts_to_embed(item[1], item[2])
         if size >= _GROUP_TEXTS:
             _write_group(store, group, manifest, settings, embedder, summary, bar)
             group, size = [], 0
@@ -187,14 +189,34 @@ def _embed_and_write(store, todo, manifest, settings, embedder, summary, log, on
     bar.close()
 
 
+def _texts_to_embed(chunks: list[Chunk], units: list[Unit]) -> int:
+    """Every unit, and the chunks that have none (see chunk_vectors)."""
+    return len(units) + len({c.id for c in chunks} - {u.chunk_id for u in units})
+
+
+def chunk_vectors(chunks, units, unit_vecs: np.ndarray, encoded: dict) -> np.ndarray:
+    """A chunk's vector is the normalised mean of its units' vectors (each unit is embedded with its
+    heading): the passage is not encoded a second time, which halves the tokens an ingest embeds.
+    A chunk without units takes its own vector from `encoded`."""
+    rows: dict[str, list[int]] = {}
+    for i, u in enumerate(units):
+        rows.setdefault(u.chunk_id, []).append(i)
+    out = [unit_vecs[rows[c.id]].mean(axis=0) if c.id in rows else encoded[c.id] for c in chunks]
+    return np.asarray([v / (np.linalg.norm(v) or 1.0) for v in out], dtype=np.float32).reshape(len(chunks), -1)
+
+
 def _write_group(store, group, manifest, settings, embedder, summary, bar) -> None:
-    texts = [c.embed_text() for _, cs, _ in group for c in cs] + [u.embed_text() for _, _, us in group for u in us]
+    chunks = [c for _, cs, _ in group for c in cs]
+    units = [u for _, _, us in group for u in us]
+    with_units = {u.chunk_id for u in units}
+    bare = [c for c in chunks if c.id not in with_units]
+    texts = [u.embed_text() for u in units] + [c.embed_text() for c in bare]  # a chunk with no unit is encoded itself
     t = time.perf_counter()
     vecs = embedder.encode(texts, settings.batch_size, on_batch=bar.update)
     summary.embed_seconds += time.perf_counter() - t
     summary.embedded += len(texts)
-    n_chunks = sum(len(cs) for _, cs, _ in group)
-    chunk_vecs, unit_vecs = vecs[:n_chunks], vecs[n_chunks:]
+    unit_vecs = vecs[: len(units)]
+    chunk_vecs = chunk_vectors(chunks, units, unit_vecs, dict(zip((c.id for c in bare), vecs[len(units) :])))
     files, ci, ui = [], 0, 0
     for doc, chunks, units in group:
         if manifest.get(doc.source):

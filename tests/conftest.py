@@ -60,6 +60,11 @@ SUMMARY = re.compile(
 )
 
 
+def texts_embedded(chunks, units) -> int:
+    """What an ingest embeds: every unit, and the chunks without any (a chunk's vector is the mean of its units')."""
+    return len(units) + len({c.id for c in chunks} - {u.chunk_id for u in units})
+
+
 def summary_of(stdout: str) -> dict[str, int]:
     """The counts of `python -m ingest`'s one-line summary."""
     lines = [line for line in stdout.splitlines() if line.strip()]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import free_port, ingest_into, summary_of
+from conftest import free_port, ingest_into, summary_of, texts_embedded
 from ingest.chunk import CHUNKER_VERSION, chunk_document
 from ingest.embed import MODEL_ID
 from ingest.errors import StoreError
@@ -140,7 +140,8 @@ def test_ingest_stores_exact_spans_and_build_metadata(tmp_path, embedder):
     want = expected_chunks(corpus, embedder)
     n_chunks = sum(len(c) for c, _ in want.values())
     n_units = sum(len(u) for _, u in want.values())
-    assert summary.files == 1 and summary.added == n_chunks and summary.embedded == n_chunks + n_units
+    assert summary.files == 1 and summary.added == n_chunks
+    assert summary.embedded == sum(texts_embedded(cs, us) for cs, us in want.values())
     snap = snapshot(tmp_path / "store")
     assert snap["count"] == n_chunks and snap["unit_count"] == n_units
     assert set(snap["chunks"]) == {c.id for cs, _ in want.values() for c in cs}
@@ -156,6 +157,33 @@ def test_ingest_stores_exact_spans_and_build_metadata(tmp_path, embedder):
     assert meta["documents"] == 1 and meta["chunks"] == n_chunks
     info = Store(settings.store).check_compatible(MODEL_ID, CHUNKER_VERSION)
     assert info.chunks == n_chunks
+
+
+def test_a_chunk_vector_is_the_normalised_mean_of_its_unit_vectors(tmp_path, embedder):
+    corpus = copy_corpus(tmp_path / "corpus")
+    ingest_into(tmp_path / "store", [corpus], embedder)
+    store = Store(StoreSettings(path=tmp_path / "store"))
+    try:
+        chunks = store.chunks.get(include=["embeddings", "documents"])
+        units = store.units.get(include=["embeddings", "metadatas"])
+    finally:
+        store.client.close()
+    by_chunk: dict[str, list] = {}
+    for vec, meta in zip(units["embeddings"], units["metadatas"]):
+        by_chunk.setdefault(meta["chunk_id"], []).append(np.asarray(vec, dtype=np.float32))
+    checked = 0
+    for cid, vec in zip(chunks["ids"], chunks["embeddings"]):
+        if cid not in by_chunk:
+            continue
+        mean = np.mean(by_chunk[cid], axis=0)
+        assert float(np.asarray(vec) @ (mean / np.linalg.norm(mean))) > 0.9999, cid
+        assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
+        checked += 1
+    assert checked >= len(chunks["ids"]) - 2  # nearly every chunk of the corpus has units
+    # and such a vector still finds its own passage: each chunk's mean vector is nearest its own text
+    q = embedder.encode(chunks["documents"][:10], 16)
+    sims = q @ np.asarray(chunks["embeddings"], dtype=np.float32).T
+    assert sum(int(np.argmax(sims[k]) == k) for k in range(len(q))) >= 8
 
 
 def test_bf16_batches_match_float32_and_questions_stay_float32(embedder):
@@ -210,7 +238,7 @@ def test_reingest_is_incremental_and_never_duplicates(tmp_path, embedder):
     want3 = expected_chunks(corpus, embedder)
     new_seed_chunks, new_seed_units = want3["rsp-seed.txt"]
     s3, snap3 = run()
-    assert s3.embedded == len(new_seed_chunks) + len(new_seed_units)
+    assert s3.embedded == texts_embedded(new_seed_chunks, new_seed_units)
     assert (s3.updated, s3.unchanged, s3.added, s3.removed) == (len(new_seed_chunks), n_md, 0, 0)
     assert (set(snap3["chunks"]), set(snap3["units"])) == ids(want3)
     md_ids = {c.id for c in want["anthropic-rsp-review.md"][0]}
@@ -357,9 +385,10 @@ def test_cli_prints_one_summary_line_and_second_run_embeds_nothing(cli_store, em
     want = expected_chunks(corpus, embedder)
     n_chunks = sum(len(c) for c, _ in want.values())
     n_units = sum(len(u) for _, u in want.values())
+    embedded = sum(texts_embedded(c, u) for c, u in want.values())
     assert first.returncode == 0, first.stderr
     s1 = summary_of(first.stdout)
-    assert s1 == dict(files=1, added=n_chunks, updated=0, removed=0, unchanged=0, embedded=n_chunks + n_units, skipped=0)
+    assert s1 == dict(files=1, added=n_chunks, updated=0, removed=0, unchanged=0, embedded=embedded, skipped=0)
     assert "skipped" not in first.stderr and "error" not in first.stderr.lower()
 
     second = run_cli(corpus, store=store)
