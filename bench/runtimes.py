@@ -307,10 +307,13 @@ def run(run_worker, tmp: Path, corpus_dir: Path, models_dir: Path, sample: int, 
         "rt_bare", {"models_dir": str(models_dir), "texts": str(texts), "questions": questions}, tmp, timeout, "runtimes_bare"
     )
     base = pipeline["torch"]["ingest"]["tokens_per_s"]
+    corpus_bytes = sum(p.stat().st_size for p in Path(corpus_dir).iterdir())
     summary = {
         engine: {
             "ingest_tokens_per_s": p["ingest"]["tokens_per_s"],
             "ingest_vs_torch_fp32": round(p["ingest"]["tokens_per_s"] / base, 3) if base else None,
+            "ingest_kb_per_s": round(corpus_bytes / 1000 / p["ingest"]["ingest_seconds"], 2),  # corpus text per second
+            "ingest_seconds": p["ingest"]["ingest_seconds"],
             "pipeline_embed_vs_bare_same_runtime": p["pipeline_embed_vs_bare"],
         }
         for engine, p in pipeline.items()
@@ -320,7 +323,7 @@ def run(run_worker, tmp: Path, corpus_dir: Path, models_dir: Path, sample: int, 
         "flags": bare["flags"],
         "torch_native_bf16": bare["torch_native_bf16"],
         "auto_plan": bare["auto_plan"],
-        "corpus_bytes": sum(p.stat().st_size for p in Path(corpus_dir).iterdir()),
+        "corpus_bytes": corpus_bytes,
         "exports": export,
         "bare": bare,
         "pipeline": pipeline,
@@ -356,11 +359,12 @@ def rows(rt: dict) -> list[tuple[str, str, str]]:
         out.append((section, f"a lone question, {LABELS.get(e, e)}", f"p50 {q['p50_ms']:.1f} ms · p95 {q['p95_ms']:.1f} ms"))
     for e, p in rt["pipeline"].items():
         s = rt["summary"][e]
+        rate = f"{s['ingest_seconds']:.1f} s, {s['ingest_kb_per_s']:.1f} KB of text/s; " if "ingest_kb_per_s" in s else ""
         out.append(
             (
                 section,
                 f"ingest, {LABELS.get(e, e)}",
-                f"{s['ingest_tokens_per_s']:,.0f} tokens/s ({_x(s['ingest_vs_torch_fp32'])} torch fp32); "
+                f"{rate}{s['ingest_tokens_per_s']:,.0f} tokens/s ({_x(s['ingest_vs_torch_fp32'])} torch fp32); "
                 f"embed phase / bare {p['bare_engine']}: {_x(s['pipeline_embed_vs_bare_same_runtime'])}",
             )
         )

@@ -123,3 +123,35 @@ def test_table_and_markdown(results):
     assert "ratios ours/plain" in stdout
     md = out.with_suffix(".md").read_text()
     assert md.count("\n|") >= 20 and "| Area | Measure | Value |" in md
+
+
+def test_encoder_runtimes_side_by_side(results):
+    _, r, stdout = results
+    rt = r["runtimes"]
+    assert rt["cpu"] is not None and isinstance(rt["flags"], list)  # the CPU and its flags are named
+    for engine, b in rt["bare"]["bare"].items():
+        assert _positive(b["tokens_per_s"]) and _positive(b["vs_torch_fp32"]), engine
+        assert 0.9 < b["min_cosine_to_torch_fp32"] <= 1.0001, engine
+    assert {"torch", "onnx", "auto"} <= set(rt["summary"])
+    for engine, s in rt["summary"].items():
+        for key in ("ingest_tokens_per_s", "ingest_vs_torch_fp32", "ingest_kb_per_s", "pipeline_embed_vs_bare_same_runtime"):
+            assert _positive(s[key]), (engine, key, s[key])
+    assert "encoder runtimes" in stdout
+
+
+def test_serving_by_corpus_size_and_the_rankers_share(results):
+    _, r, stdout = results
+    points = r["serving"]["points"]
+    assert [p["name"] for p in points][0] == "1x" and points[-1]["name"].endswith("(copies)")
+    assert [p["chunks"] for p in points] == sorted(p["chunks"] for p in points)
+    assert points[-1]["chunks"] == 10 * points[-2]["chunks"]  # ten copies of the largest store
+    for p in points:
+        for key in ("startup_seconds", "rss_mb_after_questions", "peak_rss_mb"):
+            assert _positive(p[key]), (p["name"], key)
+        for part in ("retrieve", "ask"):
+            assert _positive(p[part]["p50_ms"]) and p[part]["p95_ms"] >= p[part]["p50_ms"], (p["name"], part)
+    ranked = [p["with_ranker"] for p in points if "with_ranker" in p]
+    assert len(ranked) == 2  # at the smallest and the largest corpus ingested for real
+    for w in ranked:
+        assert 0 < w["ranker_share"] < 1 and _positive(w["ranker"]["p50_ms"]) and _positive(w["ask"]["p50_ms"])
+    assert "serving by corpus size" in stdout and "% of ask" in stdout
