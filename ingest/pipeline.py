@@ -201,8 +201,12 @@ def chunk_vectors(chunks, units, unit_vecs: np.ndarray, encoded: dict) -> np.nda
     rows: dict[str, list[int]] = {}
     for i, u in enumerate(units):
         rows.setdefault(u.chunk_id, []).append(i)
-    out = [unit_vecs[rows[c.id]].mean(axis=0) if c.id in rows else encoded[c.id] for c in chunks]
-    return np.asarray([v / (np.linalg.norm(v) or 1.0) for v in out], dtype=np.float32).reshape(len(chunks), -1)
+    dim = unit_vecs.shape[1] if unit_vecs.ndim == 2 and len(unit_vecs) else len(next(iter(encoded.values()), ()))
+    out = np.zeros((len(chunks), dim), dtype=np.float32)  # (0, 0) for a group whose documents yield no text
+    for k, c in enumerate(chunks):
+        v = unit_vecs[rows[c.id]].mean(axis=0) if c.id in rows else encoded[c.id]
+        out[k] = v / (np.linalg.norm(v) or 1.0)
+    return out
 
 
 def _write_group(store, group, manifest, settings, embedder, summary, bar) -> None:

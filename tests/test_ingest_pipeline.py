@@ -186,6 +186,20 @@ def test_a_chunk_vector_is_the_normalised_mean_of_its_unit_vectors(tmp_path, emb
     assert sum(int(np.argmax(sims[k]) == k) for k in range(len(q))) >= 8
 
 
+def test_a_document_that_yields_no_passage_does_not_break_an_ingest(tmp_path, embedder):
+    """A text file of nothing but '#' comment lines has no passage to store; ingesting it beside
+    a real document, once and again, must work (the second run once failed on the empty group)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "notes.md").write_text("# Notes\n\nThe pump was serviced in May.\n", encoding="utf-8")
+    (corpus / "trustlist.txt").write_text("# a list of keys\n# comment lines are ignored\n", encoding="utf-8")
+    for _ in range(2):
+        _, summary = ingest_into(tmp_path / "store", [corpus], embedder)
+        assert summary.files == 2
+    snap = snapshot(tmp_path / "store")
+    assert {m["source"] for _, m in snap["chunks"].values()} == {"notes.md"}
+
+
 def test_bf16_batches_match_float32_and_questions_stay_float32(embedder):
     """bfloat16 autocast (used for ingest batches on CPUs with native bf16) gives the same
     vectors as float32 to within 1e-3 cosine; a lone question is encoded in float32."""
