@@ -31,7 +31,7 @@ class Summary:
     updated: int = 0
     removed: int = 0
     unchanged: int = 0
-    embedded: int = 0  # texts (chunks + units) that went through the model
+    embedded: int = 0  # texts that went through the model (every unit; a chunk only when it has none)
     seconds: float = 0.0
     rebuilt: str = ""
     problems: list[str] = field(default_factory=list)
@@ -173,6 +173,10 @@ def _embed_and_write(store, todo, manifest, settings, embedder, summary, log, on
     planned: list[tuple[Document, list[Chunk], list[Unit]]] = []
     for doc in todo:
         chunks, units = chunk_document(doc, embedder.count_tokens, settings.chunk_tokens, settings.overlap_tokens)
+        if not chunks:  # said, never silently dropped
+            line = f"{doc.source}: no text to index (only headings, '#' lines or blank lines) — add prose or remove the file"
+            summary.problems.append(line)
+            log(f"skipped: {line}")
         planned.append((doc, chunks, units))
     total = sum(_texts_to_embed(c, u) for _, c, u in planned)
     bar = _CallbackBar(total, on_progress) if on_progress else _progress(total, settings.progress)

@@ -91,6 +91,45 @@ def test_onnx_vectors_match_torch_float32(onnx_embedder, torch_fp32, mixed_texts
     assert onnx_embedder.max_tokens == torch_fp32.model.max_seq_length == 256
 
 
+def test_our_tokenizer_gives_what_transformers_gives(mixed_texts):
+    """ingest.embed._Tokens (tokenizers, no transformers) against the AutoTokenizer that
+    sentence-transformers uses: the same ids, masks and counts, padding and truncation included."""
+    from transformers import AutoTokenizer
+
+    from ingest.embed import _Tokens
+
+    ref = AutoTokenizer.from_pretrained(str(_model_dir()), local_files_only=True)
+    ours = _Tokens(_model_dir(), 256)
+    for i in range(0, len(mixed_texts), 5):
+        batch = mixed_texts[i : i + 5]
+        want = ref(batch, padding=True, truncation=True, max_length=256, return_tensors="np")
+        got = ours.features(batch)
+        assert set(got) == {"input_ids", "attention_mask", "token_type_ids"}
+        for key, value in got.items():
+            assert value.shape == want[key].shape and (value == want[key]).all(), (key, batch[0][:40])
+    for text in mixed_texts:
+        assert ours.count(text) == len(ref(text, add_special_tokens=False)["input_ids"]), text[:40]
+
+
+def test_a_process_that_only_asks_never_imports_torch(models_dir, corpus_store):
+    """Questions go to ONNX Runtime (auto and onnx alike); the tokenizer and the CPU probe need
+    no transformers or torch, so a serving process on a store does without them."""
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from assistant.pipeline import Assistant\n"
+        "from assistant.settings import load_settings\n"
+        "from ingest.settings import StoreSettings\n"
+        f"a = Assistant(load_settings(env={{}}, store=StoreSettings(path=Path({str(corpus_store.store.path)!r}))))\n"
+        "answer = a.ask('When was RSP v3 released?')\n"
+        "assert not answer.abstained, answer.text\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
+    )
+    env = dict(os.environ, RAG_MODELS_DIR=str(models_dir), RAG_ENCODER="auto")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+
+
 def test_manifest_names_what_the_export_was_built_from(models_dir):
     path = models_dir / f"{ONNX_NAME}.onnx"
     manifest = json.loads(manifest_path(path).read_text())

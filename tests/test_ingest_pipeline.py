@@ -196,6 +196,7 @@ def test_a_document_that_yields_no_passage_does_not_break_an_ingest(tmp_path, em
     for _ in range(2):
         _, summary = ingest_into(tmp_path / "store", [corpus], embedder)
         assert summary.files == 2
+        assert [p.split(":")[0] for p in summary.problems] == ["trustlist.txt"]  # said, not silently dropped
     snap = snapshot(tmp_path / "store")
     assert {m["source"] for _, m in snap["chunks"].values()} == {"notes.md"}
 
