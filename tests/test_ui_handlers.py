@@ -48,7 +48,8 @@ def source_text(name: str) -> str:
 
 
 def test_streams_partial_text_then_an_answer_with_numbered_sources(ctl):
-    steps = run(ctl, "When was RSP v3 released?")
+    # a broad question: its answer is a list of dated items, each cited, streamed item by item
+    steps = run(ctl, "Give the timeline of events in 2025 and early 2026.")
     final = steps[-1]
     partial = [s.text for s in steps[:-1] if s.text]
     assert len(partial) >= 2, "the answer should arrive in several pieces"
@@ -62,7 +63,7 @@ def test_streams_partial_text_then_an_answer_with_numbered_sources(ctl):
         assert source_text(c["source"])[c["start"] : c["end"]] == c["quote"]
     # the chat shows the question, then the answer with its sources below it
     user, bot = final.messages[-2:]
-    assert user["role"] == "user" and "When was RSP v3 released?" in user["content"]
+    assert user["role"] == "user" and "Give the timeline of events in 2025 and early 2026." in user["content"]
     assert bot["role"] == "assistant" and "Sources" in bot["content"] and 'class="rag-ref">[1]' in bot["content"]
     assert "Timeline" in bot["content"] or "RSP v3" in bot["content"]
     # the first source opens in the panel on its own, highlighted
