@@ -163,13 +163,6 @@ def read_manifest(directory: Path) -> dict:
     return manifest
 
 
-def _native_bf16() -> bool:
-    import torch
-
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
 class Ranker:
     """Scores candidates for a question; loads on first use, then thread-safe."""
 

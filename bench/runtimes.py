@@ -41,18 +41,16 @@ NOTE = (
 
 
 def cpu_info() -> dict:
-    name, flags = "", set()
+    from ingest.embed import cpu_flags, native_bf16
+
+    name = ""
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name") and not name:
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
     except OSError:
         pass
-    from ingest.embed import _native_bf16
-
-    return {"cpu": name, "flags": [f for f in CPU_FLAGS if f in flags], "torch_native_bf16": _native_bf16()}
+    flags = cpu_flags() or frozenset()
+    return {"cpu": name, "flags": [f for f in CPU_FLAGS if f in flags], "torch_native_bf16": native_bf16()}
 
 
 def _embedder(engine: str, models_dir: Path, recording: bool = False):

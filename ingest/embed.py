@@ -34,16 +34,22 @@ ONNX_BATCH = 32  # ONNX Runtime's batch cap; 16 was not consistently faster unde
 TORCH, TORCH_BF16, ONNX, ONNX_INT8 = "torch", "torch-bf16", "onnx", "onnx-int8"
 
 
-def _native_bf16() -> bool:
-    """Does the CPU do bfloat16 natively (AVX512-BF16 or AMX)? Read from /proc/cpuinfo where there
-    is one (so a serving process never imports torch for it), else asked of torch."""
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo; None where there is none (not Linux)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+            line = next((line for line in f if line.startswith("flags")), None)
     except OSError:
-        flags = None
+        return None
+    return frozenset(line.split(":", 1)[1].split()) if line else None
+
+
+def native_bf16() -> bool:
+    """Does the CPU do bfloat16 natively (AVX512-BF16 or AMX)? Read from its flags where they can be
+    read (so a serving process never imports torch for it), else asked of torch."""
+    flags = cpu_flags()
     if flags is not None:
-        return bool({"avx512_bf16", "amx_bf16", "amx_tile"} & set(flags))
+        return bool({"avx512_bf16", "amx_bf16", "amx_tile"} & flags)
     import torch
 
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -147,7 +153,7 @@ class Embedder:
             if self._bf16 is not None:
                 self._plan = Plan(TORCH_BF16 if self._bf16 else TORCH, TORCH, "bf16 given")
             else:
-                self._plan = plan_for(self.settings.runtime, _native_bf16())
+                self._plan = plan_for(self.settings.runtime, native_bf16())
         return self._plan
 
     @property

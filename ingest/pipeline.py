@@ -193,20 +193,25 @@ def _embed_and_write(store, todo, manifest, settings, embedder, summary, log, on
     bar.close()
 
 
+def _unitless(chunks: list[Chunk], units: list[Unit]) -> list[Chunk]:
+    """The chunks no unit belongs to: the only ones encoded themselves (see chunk_vectors)."""
+    owners = {u.chunk_id for u in units}
+    return [c for c in chunks if c.id not in owners]
+
+
 def _texts_to_embed(chunks: list[Chunk], units: list[Unit]) -> int:
-    """Every unit, and the chunks that have none (see chunk_vectors)."""
-    return len(units) + len({c.id for c in chunks} - {u.chunk_id for u in units})
+    return len(units) + len(_unitless(chunks, units))
 
 
 def chunk_vectors(chunks, units, unit_vecs: np.ndarray, encoded: dict) -> np.ndarray:
     """A chunk's vector is the normalised mean of its units' vectors (each unit is embedded with its
     heading): the passage is not encoded a second time, which halves the tokens an ingest embeds.
-    A chunk without units takes its own vector from `encoded`."""
+    A chunk without units takes its own vector from `encoded`. unit_vecs is (units, dimension),
+    as Embedder.encode returns it (also for no units)."""
     rows: dict[str, list[int]] = {}
     for i, u in enumerate(units):
         rows.setdefault(u.chunk_id, []).append(i)
-    dim = unit_vecs.shape[1] if unit_vecs.ndim == 2 and len(unit_vecs) else len(next(iter(encoded.values()), ()))
-    out = np.zeros((len(chunks), dim), dtype=np.float32)  # (0, 0) for a group whose documents yield no text
+    out = np.zeros((len(chunks), unit_vecs.shape[1]), dtype=np.float32)
     for k, c in enumerate(chunks):
         v = unit_vecs[rows[c.id]].mean(axis=0) if c.id in rows else encoded[c.id]
         out[k] = v / (np.linalg.norm(v) or 1.0)
@@ -216,9 +221,8 @@ def chunk_vectors(chunks, units, unit_vecs: np.ndarray, encoded: dict) -> np.nda
 def _write_group(store, group, manifest, settings, embedder, summary, bar) -> None:
     chunks = [c for _, cs, _ in group for c in cs]
     units = [u for _, _, us in group for u in us]
-    with_units = {u.chunk_id for u in units}
-    bare = [c for c in chunks if c.id not in with_units]
-    texts = [u.embed_text() for u in units] + [c.embed_text() for c in bare]  # a chunk with no unit is encoded itself
+    bare = _unitless(chunks, units)
+    texts = [u.embed_text() for u in units] + [c.embed_text() for c in bare]
     t = time.perf_counter()
     vecs = embedder.encode(texts, settings.batch_size, on_batch=bar.update)
     summary.embed_seconds += time.perf_counter() - t

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None
 
 from assistant import ranker as rk  # noqa: E402
+from ingest.embed import native_bf16  # noqa: E402
 from training import ranker_data as rd  # noqa: E402
 
 CACHE = REPO / "data" / "cache" / "squad"
@@ -68,7 +69,7 @@ def seed_everything(seed: int) -> None:
 
 
 def use_bf16(setting: str) -> bool:
-    return setting == "on" or (setting == "auto" and rk._native_bf16())
+    return setting == "on" or (setting == "auto" and native_bf16())
 
 
 def trainable(net, spec: rk.RankerSpec) -> list:
