@@ -45,6 +45,22 @@ def store_failures() -> tuple[type[BaseException], ...]:
     return (ChromaError, sqlite3.Error, OSError, httpx.HTTPError, RuntimeError)
 
 
+def release_heap() -> None:
+    """Hand the heap that loading a state freed back to the OS (glibc keeps it otherwise: the
+    lexical segments arrive as base64 text and are decoded, so loading one peaks at several times
+    its size; at 50 MB of text that garbage was ~90 MB of RSS). A no-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+
+
 def _embed_model(embedder: Embedder):
     """Our embedder as a llama-index embedding model (set explicitly; llama-index's default is OpenAI)."""
     from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -132,6 +148,7 @@ class Retriever:
             vector_store = ChromaVectorStore(chroma_collection=store.chunks)
             dense = VectorStoreIndex.from_vector_store(vector_store, embed_model=_embed_model(self.embedder))
             self._dense = dense.as_retriever(similarity_top_k=self.settings.dense_k)
+        release_heap()
         return index
 
     def _lexical(self, store: Store, fp: str) -> LexicalIndex:

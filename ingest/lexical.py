@@ -105,6 +105,16 @@ def from_parts(parts: Sequence[str]) -> bytes:
     return base64.b64decode("".join(parts))
 
 
+def _compact_counts(tf: np.ndarray) -> np.ndarray:
+    """Term counts in the smallest unsigned type that holds them (they are whole numbers, stored as
+    float32): at 50 MB of text, 5.5 M postings, uint8 holds them in 5.5 MB where float32 took 22."""
+    top = float(tf.max()) if len(tf) else 0.0
+    for dtype in (np.uint8, np.uint16):
+        if top <= np.iinfo(dtype).max:
+            return tf.astype(dtype)
+    return tf
+
+
 class Segment:
     """One immutable segment, loaded; `terms(fn)` maps an analyzer onto its raw vocabulary."""
 
@@ -119,7 +129,7 @@ class Segment:
         self.sources: list[str] = meta["sources"]
         self.vocab: list[str] = meta["vocab"]
         self.doc_source, self.doc_len = arrays["doc_source"], arrays["doc_len"]
-        self.indptr, self.docs, self.tf = arrays["indptr"], arrays["docs"], arrays["tf"]
+        self.indptr, self.docs, self.tf = arrays["indptr"], arrays["docs"], _compact_counts(arrays["tf"])
         self._maps: dict[str, dict[str, list[int]]] = {}
         self.bm25_map = self.terms("bm25", bm25_tokens)
 

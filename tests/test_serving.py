@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import CORPUS, REPO, free_port, ingest_into, start_server, stop_process
@@ -42,7 +43,9 @@ def test_bm25_over_segments_ranks_as_llama_index_does(corpus_store):
     manifest = store.lexical_manifest(fp)
     assert manifest and set(manifest) == {"anthropic-rsp-review.md"}
     seg_id = manifest["anthropic-rsp-review.md"][1]
-    lex = LexicalIndex(manifest, [Segment(seg_id, store.lexical_segment(seg_id))])
+    seg = Segment(seg_id, store.lexical_segment(seg_id))
+    assert seg.tf.dtype == np.uint8  # term counts are held in the smallest type that fits them
+    lex = LexicalIndex(manifest, [seg])
     chunks = store.all_chunks()
     assert lex.n == len(chunks)
     for q in ("When was RSP v3 released?", "ASL-3 CBRN threshold Claude Opus", "pause commitment rescinded",
@@ -51,6 +54,32 @@ def test_bm25_over_segments_ranks_as_llama_index_does(corpus_store):
         theirs = _llama_bm25_ids(chunks, q, 20)
         assert ours[:10] == theirs[:10], q  # ties far down may order differently
     assert lex.bm25("the of and", 20) == []  # stopwords only: nothing
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_release_heap_returns_freed_memory_to_the_os():
+    """What loading a state leaves behind (freed, but held by malloc amid live blocks) goes back."""
+    from assistant.retrieve import release_heap
+
+    blocks = [bytes(4000) + bytes([i % 256]) for i in range(60_000)]  # ~240 MB of malloc'd blocks
+    kept = blocks[::16]  # live blocks scattered through the heap: it cannot shrink from its top
+    del blocks
+    before = _rss_mb()
+    release_heap()
+    assert _rss_mb() < before - 100, "freed heap stayed resident"
+    assert len(kept) == 3750
+
+
+def test_term_counts_keep_their_values_in_the_compact_type():
+    from ingest.lexical import _compact_counts
+
+    for counts, dtype in (([0, 3, 255], np.uint8), ([1, 256, 65535], np.uint16), ([2, 70000], np.float32)):
+        got = _compact_counts(np.asarray(counts, dtype=np.float32))
+        assert got.dtype == dtype and got.tolist() == counts
 
 
 def test_ingest_adds_a_segment_for_changed_files_and_keeps_the_rest(tmp_path, embedder):
