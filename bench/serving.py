@@ -26,11 +26,12 @@ NOTES = {
     "retrieve": "Assistant.retrieve (search + rank stages), warm, one question at a time",
     "ask": "Assistant.ask, warm, one question at a time",
     "copies": "the 50 MB point copies the 5 MB store's chunks, units and vectors under renamed sources: serving figures only",
+    "server": "the 50 MB copies once more behind `chroma run`: RSS is the serving process's; the server's is given beside it",
 }
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
+def _rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return round(int(line.split()[1]) / 1024, 1)
@@ -81,7 +82,7 @@ def task_serve_clone(args: dict) -> dict:
     for name, scol, dcol in (("units", src.units, dst.units), ("chunks", src.chunks, dst.chunks)):
         offset = 0
         while True:
-            page = scol.get(include=["documents", "metadatas", "embeddings"], limit=2000, offset=offset)
+            page = scol.get(include=["documents", "metadatas", "embeddings"], limit=5000, offset=offset)
             if not page["ids"]:
                 break
             vecs = np.asarray(page["embeddings"], dtype=np.float32)
@@ -93,7 +94,8 @@ def task_serve_clone(args: dict) -> dict:
                         m["chunk_id"] = f"{k}-{m['chunk_id']}"
                     shas[m["source"]] = m["file_sha"]
                     metas.append(m)
-                dcol.upsert(ids=[f"{k}-{i}" for i in page["ids"]], embeddings=vecs, documents=page["documents"], metadatas=metas)
+                # add, not upsert: the store is new and every id is fresh (upsert looks each one up first)
+                dcol.add(ids=[f"{k}-{i}" for i in page["ids"]], embeddings=vecs, documents=page["documents"], metadatas=metas)
             counts[name] += len(page["ids"]) * copies
             offset += len(page["ids"])
     fp = fingerprint(shas.items())
@@ -117,7 +119,8 @@ def task_serve_point(args: dict) -> dict:
 
     from .worker import _scaling_questions
 
-    settings = load_settings(env={}, store=StoreSettings(path=Path(args["store"])), ranker=False)  # the default
+    store = StoreSettings(host=args["host"], port=int(args["port"])) if args.get("host") else StoreSettings(path=Path(args["store"]))
+    settings = load_settings(env={}, store=store, ranker=False)  # the default
     assistant = Assistant(settings)
     first = assistant.ask(COLD_QUESTION)
     startup = time.time() - spawned
@@ -215,11 +218,33 @@ def run(run_worker, tmp: Path, points: list[dict], stores: dict[str, Path] | Non
         rows.append({"name": f"{COPIES}x {big['name']} (copies)", "factor": big["factor"] * COPIES,
                      "bytes": big["bytes"] * COPIES, "copied_records": made} | got)
         log(f"serving copies: {_line(rows[-1])}")
+        log("serving: the same copies behind a Chroma server (`chroma run`), the scale-out path")
+        rows.append({"name": f"{COPIES}x {big['name']} (copies), Chroma server", "factor": big["factor"] * COPIES,
+                     "bytes": big["bytes"] * COPIES} | _behind_server(run_worker, tmp, store, questions, timeout))
+        log(f"serving copies behind a server: {_line(rows[-1])}, server RSS {rows[-1]['server_rss_mb']} MB")
     base = rows[0] if rows else None
     for r in rows:
         r["startup_over_1x_seconds"] = round(r["startup_seconds"] - base["startup_seconds"], 2)
         r["rss_over_1x_mb"] = round(r["rss_mb_after_questions"] - base["rss_mb_after_questions"], 1)
     return {"points": rows, "notes": NOTES}
+
+
+def _behind_server(run_worker, tmp: Path, store: Path, questions: int, timeout: float) -> dict:
+    """serve_point against `chroma run` on the store: the serving process holds no HNSW then; the
+    server's RSS (read after the questions) is where the vectors live."""
+    import sys
+
+    from harness import free_port, start_server, stop_process
+
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(store), "--host", "127.0.0.1", "--port", str(port)]
+    proc = start_server(cmd, port, 60, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+    try:
+        got = run_worker("serve_point", {"host": "127.0.0.1", "port": port, "questions": questions}, tmp, timeout, "serve_copies_server")
+        got["server_rss_mb"] = _rss_mb(proc.pid)
+    finally:
+        stop_process(proc, 15)
+    return got
 
 
 def _line(r: dict) -> str:
@@ -234,7 +259,8 @@ def rows(found: dict) -> list[tuple[str, str, str]]:
     for r in found["points"]:
         out.append((section, f"{r['name']} ({r['bytes'] / 1e6:.2f} MB, {r['chunks']:,} chunks, {r['units']:,} units)",
                     f"start-up {r['startup_seconds']:.1f} s (+{r['startup_over_1x_seconds']:.1f} s over 1x) · "
-                    f"RSS {r['rss_mb_after_questions']:,.0f} MB (+{r['rss_over_1x_mb']:,.0f} MB) · "
+                    f"RSS {r['rss_mb_after_questions']:,.0f} MB (+{r['rss_over_1x_mb']:,.0f} MB)"
+                    + (f", Chroma server {r['server_rss_mb']:,.0f} MB" if "server_rss_mb" in r else "") + " · "
                     f"retrieve p50 {r['retrieve']['p50_ms']:.1f} / p95 {r['retrieve']['p95_ms']:.1f} ms · "
                     f"ask p50 {r['ask']['p50_ms']:.1f} / p95 {r['ask']['p95_ms']:.1f} ms"))
     for r in found["points"]:
