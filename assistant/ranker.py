@@ -10,11 +10,13 @@ A candidate is one quotable unit (sentence, list item with its lead-in, table ro
 column names, code block) prefixed by its heading trail: build it with ``candidate_text`` so
 the pipeline formats candidates exactly as training did.
 
-Imports only torch / transformers / numpy and ``ingest`` (never other assistant modules).
+Imports only torch / transformers / numpy and ``ingest`` (never other assistant modules); torch and
+transformers only where the torch model is built (training, the torch runtime, an export).
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -24,15 +26,18 @@ from typing import Sequence
 
 import numpy as np
 
+from ingest.embed import Tokens
 from ingest.errors import IngestError
 from ingest.onnx_runtime import sha256_file
 from ingest.records import SECTION_SEP
+from ingest.settings import EncoderSettings, encoder_from_env
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 MANIFEST = "ranker.json"
 FORMAT = 1
 TRAIL_HEADINGS = 2  # the last headings of the trail that prefix a candidate
 FIX = "run `make train-ranker` to rebuild it"
+ONNX_KIND = "ranker"  # names the cross-encoder's ONNX export in its staleness key
 
 
 class RankerError(IngestError):
@@ -164,32 +169,67 @@ def read_manifest(directory: Path) -> dict:
 
 
 class Ranker:
-    """Scores candidates for a question; loads on first use, then thread-safe."""
+    """Scores candidates for a question; loads on first use, then thread-safe.
 
-    def __init__(self, directory: Path | None = None, batch_size: int = 32) -> None:
+    It runs where the embedding model's questions run: under ONNX Runtime float32 unless the
+    encoder runtime is torch (RAG_ENCODER=torch). The ONNX file is exported on first use from the
+    shipped weights and the packaged base model into the models folder, checked against torch
+    (ingest.onnx_runtime.export_transformer), and rebuilt when either changes; once it is there,
+    scoring imports neither torch nor transformers."""
+
+    def __init__(self, directory: Path | None = None, batch_size: int = 32, encoder: EncoderSettings | None = None) -> None:
         self.directory = Path(directory) if directory else MODELS_DIR
         self.batch_size = batch_size
+        self.encoder = encoder
         self._lock = threading.Lock()
         self._tok_lock = threading.Lock()  # a fast tokenizer must not be entered by two threads at once
         self._net = None
         self._tokenizer = None
+        self._onnx = None
+        self._pairs = None
         self.spec: RankerSpec | None = None
         self.manifest: dict = {}
 
+    @property
+    def runtime(self) -> str:
+        return "torch" if (self.encoder or encoder_from_env()).runtime == "torch" else "onnx"
+
     def load(self) -> "Ranker":
-        if self._net is None:
+        if self._net is None and self._onnx is None:
             with self._lock:
-                if self._net is None:
+                if self._net is None and self._onnx is None:
                     self._load()
         return self
 
     def _load(self) -> None:
+        manifest = read_manifest(self.directory)
+        spec = RankerSpec(int(manifest["layers"]), int(manifest["trained"]), int(manifest["max_length"]))
+        if self.runtime == "onnx":
+            self._onnx, self._pairs = self._export(manifest, spec), Tokens(base_model_path(), spec.max_length)
+        else:
+            self._net, self._tokenizer = self._torch_net(manifest, spec)
+        self.spec, self.manifest = spec, manifest
+
+    def _export(self, manifest: dict, spec: RankerSpec):
+        """The checked ONNX export of this ranker (built, with torch, only when missing or stale)."""
+        from ingest.onnx_runtime import OnnxModel, export_transformer, read_current, source_sha256, transformer_key
+
+        models_dir = (self.encoder or encoder_from_env()).models_dir
+        # the bottom layers come from the base model, the top one and the head from the shipped file
+        source = hashlib.sha256(f"{source_sha256(base_model_path())}+{manifest['sha256']}+{spec}".encode()).hexdigest()
+        path = Path(models_dir) / f"ranker-{manifest['sha256'][:12]}.onnx"
+        export = read_current(path, transformer_key(ONNX_KIND, source))
+        if export is None:
+            net, tokenizer = self._torch_net(manifest, spec)
+            export = export_transformer(net, tokenizer, path.stem, Path(models_dir), source=source,
+                                        max_length=spec.max_length, kind=ONNX_KIND)
+        return OnnxModel(export)
+
+    def _torch_net(self, manifest: dict, spec: RankerSpec):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
 
-        manifest = read_manifest(self.directory)
-        spec = RankerSpec(int(manifest["layers"]), int(manifest["trained"]), int(manifest["max_length"]))
         try:
             tensors = load_file(str(self.directory / manifest["file"]))
         except (SafetensorError, OSError) as err:
@@ -203,16 +243,24 @@ class Ranker:
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)
-        self._tokenizer = AutoTokenizer.from_pretrained(str(base_model_path()), local_files_only=True)
-        self.spec, self.manifest = spec, manifest
-        self._net = net
+        return net, AutoTokenizer.from_pretrained(str(base_model_path()), local_files_only=True)
 
     def score(self, question: str, candidates: Sequence[str]) -> np.ndarray:
         """Probability that each candidate answers the question, float32, in order."""
         if not candidates:
             return np.zeros(0, dtype=np.float32)
         self.load()
-        return predict(self._net, self._tokenizer, self.spec, question, list(candidates), self.batch_size, self._tok_lock)
+        if self._onnx is None:
+            return predict(self._net, self._tokenizer, self.spec, question, list(candidates), self.batch_size, self._tok_lock)
+        out = np.zeros(len(candidates), dtype=np.float32)
+        order = sorted(range(len(candidates)), key=lambda i: len(candidates[i]))  # pad little per batch
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            with self._tok_lock:
+                feats = self._pairs.pair_features([question] * len(idx), [candidates[j] for j in idx])
+            logits = self._onnx.run(feats).reshape(-1).astype(np.float64)
+            out[idx] = 1.0 / (1.0 + np.exp(-logits))
+        return out
 
 
 def encode_pairs(tokenizer, spec: RankerSpec, questions: Sequence[str], candidates: Sequence[str]):

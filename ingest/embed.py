@@ -56,7 +56,7 @@ def native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
-class _Tokens:
+class Tokens:
     """The model's tokenizer.json run by the `tokenizers` library, as transformers' fast tokenizer
     runs it, without importing transformers (and with it torch): a serving process that encodes
     only questions with ONNX Runtime stays free of torch (about 200 MB of RSS and 2 s of start-up)."""
@@ -66,23 +66,37 @@ class _Tokens:
 
         pad = json.loads((model_dir / "special_tokens_map.json").read_text(encoding="utf-8"))["pad_token"]
         pad = pad["content"] if isinstance(pad, dict) else pad
-        self._plain = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self._plain.no_truncation()
-        self._plain.no_padding()
-        self._batch = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self._batch.enable_truncation(max_length)
-        self._batch.enable_padding(pad_id=self._batch.token_to_id(pad), pad_token=pad)
+
+        def load(strategy: str | None) -> Tokenizer:
+            tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            if strategy is None:
+                tok.no_truncation()
+                tok.no_padding()
+            else:
+                tok.enable_truncation(max_length, strategy=strategy)
+                tok.enable_padding(pad_id=tok.token_to_id(pad), pad_token=pad)
+            return tok
+
+        self._plain, self._batch, self._pairs = load(None), load("longest_first"), load("only_second")
 
     def count(self, text: str) -> int:
         return len(self._plain.encode(text, add_special_tokens=False).ids)
 
     def features(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        encs = self._batch.encode_batch(list(texts))
-        return {
-            "input_ids": np.asarray([e.ids for e in encs], dtype=np.int64),
-            "attention_mask": np.asarray([e.attention_mask for e in encs], dtype=np.int64),
-            "token_type_ids": np.asarray([e.type_ids for e in encs], dtype=np.int64),
-        }
+        return _arrays(self._batch.encode_batch(list(texts)))
+
+    def pair_features(self, firsts: Sequence[str], seconds: Sequence[str]) -> dict[str, np.ndarray]:
+        """(text, text_pair) batches as transformers' tokenizer(firsts, seconds,
+        truncation="only_second", padding=True) makes them: only the second text is cut."""
+        return _arrays(self._pairs.encode_batch(list(zip(firsts, seconds))))
+
+
+def _arrays(encs) -> dict[str, np.ndarray]:
+    return {
+        "input_ids": np.asarray([e.ids for e in encs], dtype=np.int64),
+        "attention_mask": np.asarray([e.attention_mask for e in encs], dtype=np.int64),
+        "token_type_ids": np.asarray([e.type_ids for e in encs], dtype=np.int64),
+    }
 
 
 def _autocast(on: bool):
@@ -142,7 +156,7 @@ class Embedder:
         self._plan: Plan | None = None
         self._model = None  # the sentence-transformers model (torch engines)
         self._sessions: dict[str, object] = {}  # ONNX Runtime sessions by engine
-        self._tokens: _Tokens | None = None
+        self._tokens: Tokens | None = None
         self._lock = threading.RLock()
         self._log = log or (lambda s: print(f"embed: {s}", file=sys.stderr, flush=True))
 
@@ -185,12 +199,12 @@ class Embedder:
         return self._model
 
     @property
-    def tokens(self) -> _Tokens:
+    def tokens(self) -> Tokens:
         """The model's own tokenizer (tokenizer.json, as sentence-transformers runs it), without the model."""
         if self._tokens is None:
             with self._lock:
                 if self._tokens is None:
-                    self._tokens = _Tokens(_model_dir(), self.max_tokens)
+                    self._tokens = Tokens(_model_dir(), self.max_tokens)
         return self._tokens
 
     @staticmethod

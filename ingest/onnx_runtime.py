@@ -487,6 +487,12 @@ def ensure_sentence_encoder(
 # --------------------------------------------------------------------------- any model with a head
 
 
+def transformer_key(kind: str, source_id: str, output_name: str = "logits") -> dict:
+    """The staleness key of export_transformer's export of a model of this kind from these weights:
+    with it, read_current finds a current export without building (or importing) the torch model."""
+    return build_key(f"transformer:{kind}:{output_name}", source_id)
+
+
 def export_transformer(
     model,
     tokenizer,
@@ -498,6 +504,7 @@ def export_transformer(
     probe_pairs: Sequence[tuple[str, str]] | None = None,
     atol: float = 1e-3,
     log: Callable[[str], None] | None = None,
+    kind: str | None = None,
 ) -> OnnxExport:
     """Export a transformers model with a head (any torch module called as
     model(input_ids=, attention_mask=, token_type_ids=) returning a tensor, a tuple or an output
@@ -506,7 +513,8 @@ def export_transformer(
 
     source identifies the weights for staleness: a model folder (hashed), a sha256 string, or
     None (the module's tensors are hashed). The export is checked against the torch module on
-    probe pairs (text, text_pair) tokenised with `tokenizer`: max |difference| <= atol."""
+    probe pairs (text, text_pair) tokenised with `tokenizer`: max |difference| <= atol. kind names
+    the model in the key (default: its class name); see transformer_key."""
     import torch
 
     if source is None:
@@ -516,7 +524,7 @@ def export_transformer(
     else:
         source_id = str(source)
     pairs = list(probe_pairs or [(q, t) for q, t in zip(PROBE_TEXTS[::2], PROBE_TEXTS[1::2])])
-    key = build_key(f"transformer:{type(model).__name__}:{output_name}", source_id)
+    key = transformer_key(kind or type(model).__name__, source_id, output_name)
 
     def features(batch: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
         enc = tokenizer(

@@ -92,14 +92,14 @@ def test_onnx_vectors_match_torch_float32(onnx_embedder, torch_fp32, mixed_texts
 
 
 def test_our_tokenizer_gives_what_transformers_gives(mixed_texts):
-    """ingest.embed._Tokens (tokenizers, no transformers) against the AutoTokenizer that
+    """ingest.embed.Tokens (tokenizers, no transformers) against the AutoTokenizer that
     sentence-transformers uses: the same ids, masks and counts, padding and truncation included."""
     from transformers import AutoTokenizer
 
-    from ingest.embed import _Tokens
+    from ingest.embed import Tokens
 
     ref = AutoTokenizer.from_pretrained(str(_model_dir()), local_files_only=True)
-    ours = _Tokens(_model_dir(), 256)
+    ours = Tokens(_model_dir(), 256)
     for i in range(0, len(mixed_texts), 5):
         batch = mixed_texts[i : i + 5]
         want = ref(batch, padding=True, truncation=True, max_length=256, return_tensors="np")

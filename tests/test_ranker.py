@@ -2,8 +2,11 @@
 answers first, and a missing or corrupt file gives one line naming `make train-ranker`."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 
@@ -11,6 +14,7 @@ import numpy as np
 import pytest
 
 from assistant import ranker as rk
+from conftest import REPO
 from assistant.errors import IngestError, RankerError
 from ingest.sentences import sentence_spans
 
@@ -185,6 +189,44 @@ def test_scores_keep_order_and_are_thread_safe():
     assert not errors
     for r in results:
         np.testing.assert_allclose(r, together, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory):
+    """A models folder holding the ranker's ONNX export (built once, by the first load)."""
+    from ingest.settings import EncoderSettings
+
+    folder = tmp_path_factory.mktemp("ranker-onnx")
+    rk.Ranker(encoder=EncoderSettings(runtime="onnx", models_dir=folder)).load()
+    return folder
+
+
+def test_onnx_ranker_scores_as_the_torch_one(onnx_models):
+    """By default the ranker runs under ONNX Runtime: exported on first use, checked, the same
+    probabilities as the torch model; RAG_ENCODER=torch keeps it on torch."""
+    from ingest.settings import EncoderSettings
+
+    onnx = rk.Ranker(encoder=EncoderSettings(runtime="onnx", models_dir=onnx_models))
+    torch_ = rk.Ranker(encoder=EncoderSettings(runtime="torch"))
+    assert onnx.runtime == "onnx" and torch_.runtime == "torch"
+    assert [p.name for p in onnx_models.glob("ranker-*.onnx")]  # the export, in the models folder
+    sents = [rk.candidate_text(("Orsund observatory",), s) for s in _sentences(LAKE)]
+    long = rk.candidate_text(("Orsund observatory",), " ".join(_sentences(LAKE)) * 3)  # cut to max_length
+    for q in ("Who founded the Orsund observatory?", "When was the observatory restored?"):
+        np.testing.assert_allclose(onnx.score(q, sents + [long]), torch_.score(q, sents + [long]), atol=1e-3)
+    assert onnx._net is None  # scored without building the torch model: the export was current
+
+
+def test_onnx_ranker_imports_no_torch_once_exported(onnx_models):
+    code = (
+        "import sys; from assistant import ranker as rk; "
+        "p = rk.shared_ranker().score('Who founded it?', ['Anna Berg founded it in 1911.', 'It has a dome.']); "
+        "assert p.shape == (2,) and p[0] > p[1], p; "
+        "assert not {'torch', 'transformers'} & set(sys.modules), sorted(m for m in sys.modules if m in ('torch', 'transformers'))"
+    )
+    env = {**os.environ, "RAG_MODELS_DIR": str(onnx_models), "RAG_ENCODER": "auto"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def _copy_models(tmp_path):

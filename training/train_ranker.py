@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None
 
 from assistant import ranker as rk  # noqa: E402
 from ingest.embed import native_bf16  # noqa: E402
+from ingest.settings import EncoderSettings  # noqa: E402
 from training import ranker_data as rd  # noqa: E402
 
 CACHE = REPO / "data" / "cache" / "squad"
@@ -257,7 +258,7 @@ def time_scoring(directory: Path, questions: Sequence[str], candidates: Sequence
     import torch
 
     torch.set_num_threads(2)
-    ranker = rk.Ranker(directory).load()
+    ranker = rk.Ranker(directory, encoder=EncoderSettings(runtime="torch")).load()
     times = []
     rng = random.Random(0)
     for r in range(repeats + 3):
@@ -468,7 +469,7 @@ def speed(layer_counts: Sequence[int] = (3, 4, 6), questions: int = 20, n: int =
 
     spec = rk.RankerSpec()
     tokens = float(np.mean([rk.encode_pairs(tokenizer, spec, [q] * n, c)["attention_mask"].sum().item() for q, c in batches_]))
-    scorers = {"shipped": rk.Ranker().load().score}
+    scorers = {"shipped": rk.Ranker(encoder=EncoderSettings(runtime="torch")).load().score}  # torch, as the cuts below
     for layers in layer_counts:
         sp = replace(spec, layers=layers)
         net = rk.build_model(sp).eval()
