@@ -168,6 +168,11 @@ def read_manifest(directory: Path) -> dict:
     return manifest
 
 
+def _runtime_of(encoder: EncoderSettings) -> str:
+    """The ranker follows the questions' encoder: ONNX Runtime unless RAG_ENCODER=torch."""
+    return "torch" if encoder.runtime == "torch" else "onnx"
+
+
 class Ranker:
     """Scores candidates for a question; loads on first use, then thread-safe.
 
@@ -192,7 +197,7 @@ class Ranker:
 
     @property
     def runtime(self) -> str:
-        return "torch" if (self.encoder or encoder_from_env()).runtime == "torch" else "onnx"
+        return _runtime_of(self.encoder or encoder_from_env())
 
     def load(self) -> "Ranker":
         if self._net is None and self._onnx is None:
@@ -204,17 +209,17 @@ class Ranker:
     def _load(self) -> None:
         manifest = read_manifest(self.directory)
         spec = RankerSpec(int(manifest["layers"]), int(manifest["trained"]), int(manifest["max_length"]))
-        if self.runtime == "onnx":
-            self._onnx, self._pairs = self._export(manifest, spec), Tokens(base_model_path(), spec.max_length)
+        encoder = self.encoder or encoder_from_env()
+        if _runtime_of(encoder) == "onnx":
+            self._onnx, self._pairs = self._export(manifest, spec, encoder.models_dir), Tokens(base_model_path(), spec.max_length)
         else:
             self._net, self._tokenizer = self._torch_net(manifest, spec)
         self.spec, self.manifest = spec, manifest
 
-    def _export(self, manifest: dict, spec: RankerSpec):
+    def _export(self, manifest: dict, spec: RankerSpec, models_dir: Path):
         """The checked ONNX export of this ranker (built, with torch, only when missing or stale)."""
         from ingest.onnx_runtime import OnnxModel, export_transformer, read_current, source_sha256, transformer_key
 
-        models_dir = (self.encoder or encoder_from_env()).models_dir
         # the bottom layers come from the base model, the top one and the head from the shipped file
         source = hashlib.sha256(f"{source_sha256(base_model_path())}+{manifest['sha256']}+{spec}".encode()).hexdigest()
         path = Path(models_dir) / f"ranker-{manifest['sha256'][:12]}.onnx"
@@ -252,15 +257,13 @@ class Ranker:
         self.load()
         if self._onnx is None:
             return predict(self._net, self._tokenizer, self.spec, question, list(candidates), self.batch_size, self._tok_lock)
-        out = np.zeros(len(candidates), dtype=np.float32)
-        order = sorted(range(len(candidates)), key=lambda i: len(candidates[i]))  # pad little per batch
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i : i + self.batch_size]
+
+        def probabilities(batch: list[str]) -> np.ndarray:
             with self._tok_lock:
-                feats = self._pairs.pair_features([question] * len(idx), [candidates[j] for j in idx])
-            logits = self._onnx.run(feats).reshape(-1).astype(np.float64)
-            out[idx] = 1.0 / (1.0 + np.exp(-logits))
-        return out
+                feats = self._pairs.pair_features([question] * len(batch), batch)
+            return 1.0 / (1.0 + np.exp(-self._onnx.run(feats).reshape(-1).astype(np.float64)))
+
+        return in_batches(list(candidates), self.batch_size, probabilities)
 
 
 def encode_pairs(tokenizer, spec: RankerSpec, questions: Sequence[str], candidates: Sequence[str]):
@@ -275,20 +278,29 @@ def encode_pairs(tokenizer, spec: RankerSpec, questions: Sequence[str], candidat
     )
 
 
+def in_batches(candidates: Sequence[str], batch_size: int, probabilities) -> np.ndarray:
+    """probabilities(batch of candidates) for every candidate, in order; batches of similar length
+    so each pads little (the torch and the ONNX Runtime scorer alike)."""
+    out = np.zeros(len(candidates), dtype=np.float32)
+    order = sorted(range(len(candidates)), key=lambda i: len(candidates[i]))
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        out[idx] = probabilities([candidates[j] for j in idx])
+    return out
+
+
 def predict(net, tokenizer, spec: RankerSpec, question: str, candidates: list[str], batch_size: int = 32, lock=None,
             bf16: bool = False) -> np.ndarray:
     import torch
 
-    out = np.zeros(len(candidates), dtype=np.float32)
-    order = sorted(range(len(candidates)), key=lambda i: len(candidates[i]))  # pad little per batch
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
+    def probabilities(batch: list[str]) -> np.ndarray:
         with lock or contextlib.nullcontext():
-            enc = encode_pairs(tokenizer, spec, [question] * len(idx), [candidates[j] for j in idx])
+            enc = encode_pairs(tokenizer, spec, [question] * len(batch), batch)
         with torch.inference_mode(), (torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()):
             logits = net(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
-        out[idx] = torch.sigmoid(logits.float()).numpy()
-    return out
+        return torch.sigmoid(logits.float()).numpy()
+
+    return in_batches(candidates, batch_size, probabilities)
 
 
 @lru_cache(maxsize=1)
