@@ -132,8 +132,8 @@ class _Group:
 class UnitArena:
     """The units of the chunks questions touched, with vectors, in rows stable per chunk."""
 
-    def __init__(self, store, capacity: int = UNIT_CACHE) -> None:
-        self.store, self.capacity = store, capacity
+    def __init__(self, store, chunks: ChunkCache, capacity: int = UNIT_CACHE) -> None:
+        self.store, self.chunks, self.capacity = store, chunks, capacity
         self._groups: OrderedDict[str, _Group] = OrderedDict()
         self._first: dict[str, int] = {}  # chunk id -> its first row (kept after eviction: rows stay stable)
         self._starts: list[int] = []  # first rows in increasing order, and the chunk owning each
@@ -150,7 +150,7 @@ class UnitArena:
             missing = [c for c in wanted if c not in self._groups]
         fetched: dict[str, tuple[list[Unit], list[np.ndarray]]] = {c: ([], []) for c in missing}
         if missing:
-            units, vecs = self.store.units_of_chunks(missing)
+            units, vecs = self.store.units_of_chunks(list(self.chunks.fetch(missing).values()))
             for u, v in zip(units, vecs):
                 if u.chunk_id in fetched:
                     fetched[u.chunk_id][0].append(u)
@@ -357,7 +357,7 @@ def build_index(fingerprint: str, meta: dict, store, lexical: LexicalIndex, unit
         store=store,
         lexical=lexical,
         chunks=chunks,
-        arena=UnitArena(store),
+        arena=UnitArena(store, chunks),
         unit_count=unit_count,
         documents=int(meta.get("documents", 0)),
         ingested_at=str(meta.get("ingested_at", "")),

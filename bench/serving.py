@@ -82,7 +82,8 @@ def task_serve_clone(args: dict) -> dict:
     for name, scol, dcol in (("units", src.units, dst.units), ("chunks", src.chunks, dst.chunks)):
         offset = 0
         while True:
-            page = scol.get(include=["documents", "metadatas", "embeddings"], limit=5000, offset=offset)
+            include = ["metadatas", "embeddings"] + (["documents"] if name == "chunks" else [])  # units hold no text
+            page = scol.get(include=include, limit=5000, offset=offset)
             if not page["ids"]:
                 break
             vecs = np.asarray(page["embeddings"], dtype=np.float32)
@@ -95,7 +96,8 @@ def task_serve_clone(args: dict) -> dict:
                     shas[m["source"]] = m["file_sha"]
                     metas.append(m)
                 # add, not upsert: the store is new and every id is fresh (upsert looks each one up first)
-                dcol.add(ids=[f"{k}-{i}" for i in page["ids"]], embeddings=vecs, documents=page["documents"], metadatas=metas)
+                docs = {"documents": page["documents"]} if name == "chunks" else {}
+                dcol.add(ids=[f"{k}-{i}" for i in page["ids"]], embeddings=vecs, metadatas=metas, **docs)
             counts[name] += len(page["ids"]) * copies
             offset += len(page["ids"])
     fp = fingerprint(shas.items())

@@ -2,9 +2,16 @@
 
 Chroma never embeds anything here: every vector comes from our model. The chunk
 collection's metadata records how it was built (model, chunker, corpus fingerprint).
-Each record's metadata holds its source, heading trail, offsets, header and, for a PDF, its
-pages as `page_first`/`page_last` (1-based; 0 and 0 when the source has no pages, and
-records written before pages existed read back as `pages == ()`).
+A chunk record holds its text as the document, and in its metadata its source, heading trail,
+offsets, table header (when it has one) and, for a PDF, its pages as `page_first`/`page_last`
+(1-based; absent, or 0 and 0 as older versions wrote, when the source has no pages).
+
+A unit record holds no text: a unit is a span of its chunk (`doc.text[start:end]`, inside the
+chunk's own span) and takes its text and heading trail from the chunk when read. Its metadata is
+its chunk id, source, file sha, kind, offsets, and header and pages when it has them. Chroma's
+full-text index and its per-key metadata rows were most of the cost of writing units (about 800
+records/s with text and twelve keys against 1,250 without text and with six, on one core of an
+AVX-512 EPYC). Records written with their text and trail by earlier versions read the same way.
 """
 from __future__ import annotations
 
@@ -132,11 +139,6 @@ def _meta_to_pages(meta: dict) -> tuple[int, ...]:
     return (first, int(meta.get("page_last") or first)) if first > 0 else ()
 
 
-def _pages_to_meta(pages: tuple[int, ...]) -> dict[str, int]:
-    first, last = pages if pages else (0, 0)
-    return {"page_first": first, "page_last": last}
-
-
 def chunk_from_record(cid: str, text: str, meta: dict) -> Chunk:
     return Chunk(
         id=cid,
@@ -150,19 +152,44 @@ def chunk_from_record(cid: str, text: str, meta: dict) -> Chunk:
     )
 
 
-def unit_from_record(uid: str, text: str, meta: dict) -> Unit:
+def unit_from_record(uid: str, meta: dict, chunk: Chunk) -> Unit | None:
+    """The unit of this record, its text cut from its chunk; None if the span is not the chunk's
+    (a record left by an interrupted write of another version of the file)."""
+    start, end = int(meta["start"]), int(meta["end"])
+    if not chunk.start <= start <= end <= chunk.end:
+        return None
     return Unit(
         id=uid,
         chunk_id=meta["chunk_id"],
         source=meta["source"],
-        section=_meta_to_section(meta.get("section", "")),
+        section=chunk.section,
         kind=meta["kind"],
-        start=int(meta["start"]),
-        end=int(meta["end"]),
-        text=text,
+        start=start,
+        end=end,
+        text=chunk.text[start - chunk.start : end - chunk.start],
         header=meta.get("header", ""),
         pages=_meta_to_pages(meta),
     )
+
+
+def _pages_to_meta(pages: tuple[int, ...]) -> dict[str, int]:
+    return {"page_first": pages[0], "page_last": pages[1]} if pages else {}
+
+
+def _unit_meta(u: Unit, file_meta: dict) -> dict:
+    meta = {"chunk_id": u.chunk_id, "source": u.source, "file_sha": file_meta["file_sha"], "kind": u.kind,
+            "start": u.start, "end": u.end, **_pages_to_meta(u.pages)}
+    if u.header:
+        meta["header"] = u.header
+    return meta
+
+
+def _chunk_meta(c: Chunk, file_meta: dict) -> dict:
+    meta = {"source": c.source, "section": SECTION_SEP.join(c.section), "start": c.start, "end": c.end,
+            **_pages_to_meta(c.pages), **file_meta}
+    if c.header:
+        meta["header"] = c.header
+    return meta
 
 
 class Store:
@@ -256,13 +283,18 @@ class Store:
         ]
 
     def all_units(self, with_vectors: bool = False) -> tuple[list[Unit], np.ndarray | None]:
-        include = ["documents", "metadatas"] + (["embeddings"] if with_vectors else [])
+        """Every unit whose chunk is present (a full scan, for tools and tests)."""
+        chunks = {c.id: c for c in self.all_chunks()}
+        include = ["metadatas"] + (["embeddings"] if with_vectors else [])
         units, vecs = [], []
         for uid, rec in self._scan(self.units, include):
-            units.append(unit_from_record(uid, rec["documents"], rec["metadatas"]))
-            if with_vectors:
-                vecs.append(rec["embeddings"])
-        return units, (np.asarray(vecs, dtype=np.float32) if with_vectors else None)
+            chunk = chunks.get(rec["metadatas"]["chunk_id"])
+            unit = unit_from_record(uid, rec["metadatas"], chunk) if chunk else None
+            if unit is not None:
+                units.append(unit)
+                if with_vectors:
+                    vecs.append(rec["embeddings"])
+        return units, (np.asarray(vecs, dtype=np.float32).reshape(len(vecs), -1) if with_vectors else None)
 
     def manifest(self) -> dict[str, FileState]:
         """Per source file: the hash it was ingested from and how complete it is."""
@@ -294,17 +326,19 @@ class Store:
             out += [chunk_from_record(cid, d, m) for cid, d, m in zip(page["ids"], page["documents"], page["metadatas"])]
         return out
 
-    def units_of_chunks(self, chunk_ids: Sequence[str]) -> tuple[list[Unit], np.ndarray]:
+    def units_of_chunks(self, chunks: Sequence[Chunk]) -> tuple[list[Unit], np.ndarray]:
         """The units of these chunks, with their vectors (one round trip per 200 chunks)."""
+        by_id = {c.id: c for c in chunks}
+        ids = list(by_id)
         units, vecs = [], []
-        for i in range(0, len(chunk_ids), 200):
-            page = self.units.get(
-                where={"chunk_id": {"$in": list(chunk_ids[i : i + 200])}}, include=["documents", "metadatas", "embeddings"]
-            )
-            units += [unit_from_record(u, d, m) for u, d, m in zip(page["ids"], page["documents"], page["metadatas"])]
-            if len(page["ids"]):
-                vecs.append(np.asarray(page["embeddings"], dtype=np.float32))
-        return units, (np.concatenate(vecs) if vecs else np.zeros((0, 0), np.float32))
+        for i in range(0, len(ids), 200):
+            page = self.units.get(where={"chunk_id": {"$in": ids[i : i + 200]}}, include=["metadatas", "embeddings"])
+            for uid, meta, vec in zip(page["ids"], page["metadatas"], page["embeddings"]):
+                unit = unit_from_record(uid, meta, by_id[meta["chunk_id"]])
+                if unit is not None:
+                    units.append(unit)
+                    vecs.append(vec)
+        return units, (np.asarray(vecs, dtype=np.float32).reshape(len(vecs), -1) if vecs else np.zeros((0, 0), np.float32))
 
     def nearest_units(self, vec: np.ndarray, k: int) -> list[tuple[str, str]]:
         """(unit id, chunk id) of the k units nearest to vec (Chroma's HNSW index)."""
@@ -400,21 +434,7 @@ class Store:
             self.units.upsert(
                 ids=[u.id for u in part],
                 embeddings=unit_vecs[i : i + _PAGE],
-                documents=[u.text for u in part],
-                metadatas=[
-                    {
-                        "chunk_id": u.chunk_id,
-                        "source": u.source,
-                        "section": SECTION_SEP.join(u.section),
-                        "kind": u.kind,
-                        "start": u.start,
-                        "end": u.end,
-                        "header": u.header,
-                        **_pages_to_meta(u.pages),
-                        **meta,
-                    }
-                    for u, meta in zip(part, unit_meta[i : i + _PAGE])
-                ],
+                metadatas=[_unit_meta(u, meta) for u, meta in zip(part, unit_meta[i : i + _PAGE])],
             )
         for i in range(0, len(chunks), _PAGE):
             part = chunks[i : i + _PAGE]
@@ -422,18 +442,7 @@ class Store:
                 ids=[c.id for c in part],
                 embeddings=chunk_vecs[i : i + _PAGE],
                 documents=[c.text for c in part],
-                metadatas=[
-                    {
-                        "source": c.source,
-                        "section": SECTION_SEP.join(c.section),
-                        "start": c.start,
-                        "end": c.end,
-                        "header": c.header,
-                        **_pages_to_meta(c.pages),
-                        **meta,
-                    }
-                    for c, meta in zip(part, chunk_meta[i : i + _PAGE])
-                ],
+                metadatas=[_chunk_meta(c, meta) for c, meta in zip(part, chunk_meta[i : i + _PAGE])],
             )
 
     def set_info(self, info: CollectionInfo) -> None:

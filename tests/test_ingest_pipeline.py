@@ -57,9 +57,11 @@ def snapshot(store_path: Path, collection: str = "corpus") -> dict:
     try:
         chunks = store.chunks.get(include=["documents", "metadatas"])
         units = store.units.get(include=["documents", "metadatas"])
+        assert set(units["documents"]) <= {None}, "a unit record holds no text: it is cut from its chunk"
+        texts = {u.id: u.text for u in store.all_units()[0]}
         out = {
             "chunks": {i: (d, m) for i, d, m in zip(chunks["ids"], chunks["documents"], chunks["metadatas"])},
-            "units": {i: (d, m) for i, d, m in zip(units["ids"], units["documents"], units["metadatas"])},
+            "units": {i: (texts.get(i), m) for i, m in zip(units["ids"], units["metadatas"])},
             "meta": dict(store.chunks.metadata or {}),
             "count": store.count(),
             "unit_count": store.units.count(),
@@ -636,12 +638,11 @@ class _DyingCollection:
     def __init__(self, collection, keep: float):
         self._collection, self._keep = collection, keep
 
-    def upsert(self, ids, embeddings, documents, metadatas):
+    def upsert(self, ids, embeddings, metadatas, documents=None):
         n = int(len(ids) * self._keep)
         if n:
-            self._collection.upsert(
-                ids=ids[:n], embeddings=embeddings[:n], documents=documents[:n], metadatas=metadatas[:n]
-            )
+            docs = {"documents": documents[:n]} if documents is not None else {}
+            self._collection.upsert(ids=ids[:n], embeddings=embeddings[:n], metadatas=metadatas[:n], **docs)
         raise _Killed
 
     def __getattr__(self, name):
@@ -726,15 +727,12 @@ def test_server_mode_ingest_and_query(chroma_server, embedder, tmp_path, monkeyp
     text = (corpus / "anthropic-rsp-review.md").read_bytes().decode("utf-8")
 
     # the closest sentence to the question, and the chunk that holds it
-    hits = store.units.query(
-        query_embeddings=[embedder.encode_one("When was RSP v3 released?").tolist()],
-        n_results=1,
-        include=["documents", "metadatas"],
-    )
-    sentence, meta = hits["documents"][0][0], hits["metadatas"][0][0]
+    ((uid, cid),) = store.nearest_units(embedder.encode_one("When was RSP v3 released?"), 1)
+    units, _ = store.units_of_chunks(store.get_chunks([cid]))
+    (sentence,) = [u.text for u in units if u.id == uid]
     assert "24 February 2026" in sentence, sentence
-    (owner,) = store.get_chunks([meta["chunk_id"]])
-    assert "24 February 2026" in owner.text and text[owner.start : owner.end] == owner.text
+    (owner,) = store.get_chunks([cid])
+    assert text[owner.start : owner.end] == owner.text
 
     # the closest chunk to the question asked in full words
     hits = store.chunks.query(

@@ -400,9 +400,9 @@ def test_code_units_are_shown_preformatted(tmp_path, embedder):
         f"# Rig manual\n\n## Starting the rig\n\nStart the rig and watch it with:\n\n```\n{code}\n```\n", encoding="utf-8"
     )
     assert library.wait(library.add([(str(tmp_path / "uploads" / "rig.md"), "rig.md")]).id).ok
-    units = Store(assistant.settings.store).units.get(where={"kind": "code"}, include=["metadatas", "documents"])
-    assert units["ids"], "the fenced block is a code unit"
-    meta, text = units["metadatas"][0], units["documents"][0]
+    units = [u for u in Store(assistant.settings.store).all_units()[0] if u.kind == "code"]
+    assert units, "the fenced block is a code unit"
+    meta, text = {"chunk_id": units[0].chunk_id, "start": units[0].start, "end": units[0].end}, units[0].text
     assert library.unit_kind(meta["chunk_id"], meta["start"], meta["end"]) == "code"
     c = {"n": 1, "source": "rig.md", "section": "Starting the rig", "start": meta["start"], "end": meta["end"],
          "quote": text, "kind": "code", "chunk_id": meta["chunk_id"]}
