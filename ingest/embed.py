@@ -1,11 +1,15 @@
 """The packaged all-MiniLM-L6-v2 model: loaded once on first use, encodes in batches.
 
-Two runtimes do the arithmetic: torch (sentence-transformers; bfloat16 autocast for batches
+Two runtimes do the arithmetic: torch (sentence-transformers; float32, or bfloat16 autocast
 where the CPU has native bf16) and ONNX Runtime (an export of the same weights, built once into
-the models folder by ingest/onnx_runtime.py and checked against torch). `runtime="auto"` picks
-by probing the CPU: with native bf16 (AVX512-BF16/AMX) batches stay on torch+bf16 and small
-calls (a question) go to ONNX Runtime; without it, everything goes to ONNX Runtime. Both give
-the same vectors to cosine >= 0.999, so they share one model id; dynamic int8 (opt-in) does
+the models folder by ingest/onnx_runtime.py and checked against torch). With `runtime="auto"`
+small calls (a question) go to ONNX Runtime, and batches (ingest) to whichever engine encoded a
+fixed probe fastest on this CPU: torch+bf16 (only where the flags say native bf16), torch float32
+or ONNX Runtime float32. The flags alone do not tell: torch+bf16 was 1.7x torch float32 on an AMD
+EPYC with avx512_bf16 and 0.66x on an Intel Xeon with avx512_bf16 and no AMX (bench: runtimes).
+The choice is measured once per CPU and versions and kept in the models folder
+(encoder-plan.json); a serving process never measures (it encodes no batches). All these engines
+give the same vectors to cosine >= 0.999, so they share one model id; dynamic int8 (opt-in) does
 not, and has its own.
 """
 from __future__ import annotations
@@ -121,18 +125,23 @@ class Plan:
 
     @property
     def engines(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((self.batch, self.small)))
+        """The engines known to run (a batch engine still to be measured is not among them)."""
+        return tuple(dict.fromkeys(e for e in (self.batch, self.small) if e))
 
     def describe(self) -> str:
-        what = self.batch if self.batch == self.small else f"{self.batch} for batches, {self.small} for small calls"
+        batch = self.batch or "measured on the first batch"
+        what = batch if batch == self.small else f"{batch} for batches, {self.small} for small calls"
         return f"{what} ({self.why})"
 
 
-def plan_for(runtime: str, native_bf16: bool) -> Plan:
-    """The rule, from the CPU probe (never from a host name). Measured on an AMD EPYC with
-    AVX-512 and avx512_bf16 (bench: runtimes): torch+bf16 encodes batches faster than ONNX
-    Runtime float32 there, and ONNX Runtime answers a lone question faster than torch float32;
-    without native bf16 torch has only float32, which ONNX Runtime beats at every size."""
+AUTO = ""  # Plan.batch of auto before the measured choice is known
+
+
+def plan_for(runtime: str, native_bf16: bool, measured: "Choice | None" = None) -> Plan:
+    """The rule (never from a host name). Forced runtimes as named (torch: bf16 batches where the
+    CPU has native bf16). auto: ONNX Runtime for small calls (it answers a lone question faster
+    than torch float32 on every CPU measured), and for batches the measured choice, AUTO until
+    there is one."""
     bf16 = "native bf16" if native_bf16 else "no native bf16"
     if runtime == TORCH:
         return Plan(TORCH_BF16 if native_bf16 else TORCH, TORCH, f"forced, {bf16}")
@@ -140,9 +149,78 @@ def plan_for(runtime: str, native_bf16: bool) -> Plan:
         return Plan(runtime, runtime, "forced")
     if runtime != "auto":
         raise ValueError(f"unknown encoder runtime {runtime!r}")
-    if native_bf16:
-        return Plan(TORCH_BF16, ONNX, "auto: the CPU has native bf16")
-    return Plan(ONNX, ONNX, "auto: the CPU has no native bf16")
+    if measured is None:
+        return Plan(AUTO, ONNX, f"auto, {bf16}: batches by measurement, not yet made")
+    return Plan(measured.engine, ONNX, f"auto, {bf16}: batches measured fastest, {measured.describe()}")
+
+
+def candidates(native_bf16: bool) -> tuple[str, ...]:
+    """The engines auto measures for batches."""
+    return ((TORCH_BF16,) if native_bf16 else ()) + (TORCH, ONNX)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The batch engine auto measured fastest on this CPU, with every candidate's tokens/s."""
+
+    engine: str
+    rates: tuple[tuple[str, float], ...]
+
+    def describe(self) -> str:
+        return ", ".join(f"{e} {r:,.0f}" for e, r in self.rates) + " tokens/s"
+
+
+PLAN_FILE = "encoder-plan.json"
+_PROBE_REPEAT = 4  # the probe texts four times over, when a batch is too small to sample
+
+
+def machine_key() -> dict:
+    """What a measured choice depends on: the CPU and the versions of the engines."""
+    from importlib import metadata
+
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    import os
+    import platform
+
+    versions = {}
+    for dist in ("torch", "onnxruntime", "sentence-transformers"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = ""
+    return {"cpu": name or platform.processor(), "flags": sorted(cpu_flags() or ()), "cores": os.cpu_count(),
+            "versions": versions, "model": MODEL_PACKAGE}
+
+
+def read_choice(models_dir: Path, key: dict) -> Choice | None:
+    """The stored choice if it was measured on this CPU with these versions."""
+    try:
+        data = json.loads((Path(models_dir) / PLAN_FILE).read_text(encoding="utf-8"))
+        if data.get("key") != key:
+            return None
+        return Choice(str(data["engine"]), tuple((str(e), float(r)) for e, r in data["rates"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_choice(models_dir: Path, key: dict, choice: Choice) -> None:
+    import os
+    import tempfile
+
+    models_dir = Path(models_dir)
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=models_dir, prefix=".plan-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"key": key, "engine": choice.engine, "rates": [list(r) for r in choice.rates]}, f, indent=1)
+        os.replace(tmp, models_dir / PLAN_FILE)
+    except OSError:
+        pass  # a read-only models folder: measured again next time
 
 
 class Embedder:
@@ -167,13 +245,67 @@ class Embedder:
             if self._bf16 is not None:
                 self._plan = Plan(TORCH_BF16 if self._bf16 else TORCH, TORCH, "bf16 given")
             else:
-                self._plan = plan_for(self.settings.runtime, native_bf16())
+                native = native_bf16()
+                stored = read_choice(self.settings.models_dir, machine_key()) if self.settings.runtime == "auto" else None
+                self._plan = plan_for(self.settings.runtime, native, stored)
         return self._plan
+
+    def _batch_engine(self, texts: Sequence[str] = ()) -> str:
+        """The engine for batches; auto measures it first (on a sample of texts, the batch about
+        to be encoded) if no stored choice fits this machine."""
+        plan = self.plan
+        if plan.batch != AUTO:
+            return plan.batch
+        with self._lock:
+            if self._plan.batch == AUTO:
+                choice = self._measure(candidates(native_bf16()), texts)
+                write_choice(self.settings.models_dir, machine_key(), choice)
+                self._log(f"auto chose {choice.engine} for batches on this CPU ({choice.describe()}; "
+                          f"kept in {Path(self.settings.models_dir) / PLAN_FILE})")
+                self._plan = plan_for("auto", native_bf16(), choice)
+                if not {TORCH, TORCH_BF16} & set(self._plan.engines):
+                    self._model = None  # measured, not chosen: let the torch model go
+        return self._plan.batch
+
+    def _measure(self, engines: Sequence[str], texts: Sequence[str] = ()) -> Choice:
+        """Each engine encodes the same sample, sorted by length and batched as encode() does
+        (padding decides much of the cost): a warm-up batch, then timed twice in the order
+        A B C C B A (so the other engines' idling threads weigh on all alike); its best time counts.
+        The sample is every k-th of the texts being encoded (96 of them), or the ONNX probe
+        texts four times over when there are fewer than 64."""
+        import time
+
+        from .onnx_runtime import PROBE_TEXTS
+
+        pool = list(texts) if len(texts) >= 64 else list(PROBE_TEXTS) * _PROBE_REPEAT
+        sample = sorted(pool[:: max(1, len(pool) // 96)][:96], key=len)
+        tokens = sum(self.count_tokens(t) for t in sample)
+        best: dict[str, float] = {}
+        failed: set[str] = set()
+        for engine in list(engines) + list(reversed(engines)):
+            if engine in failed:
+                continue
+            try:
+                if engine not in best:
+                    self._encode_with(engine, sample[-32:], 32)  # warm-up: sessions, kernels
+                t = time.perf_counter()
+                for k in range(0, len(sample), 32):
+                    self._encode_with(engine, sample[k : k + 32], 32)
+                seconds = time.perf_counter() - t
+            except Exception as err:  # an engine that cannot run here is not a candidate
+                failed.add(engine)
+                self._log(f"{engine} unavailable for batches ({type(err).__name__}: {str(err)[:120]})")
+                continue
+            best[engine] = min(best.get(engine, seconds), seconds)
+        if not best:
+            raise RuntimeError("no encoder engine could run the probe — set RAG_ENCODER=torch or onnx to see why")
+        rates = tuple((e, round(tokens / best[e], 1)) for e in engines if e in best)
+        return Choice(max(rates, key=lambda r: r[1])[0], rates)
 
     @property
     def bf16(self) -> bool:
         """Whether batches run in bfloat16 autocast (torch)."""
-        return self.plan.batch == TORCH_BF16
+        return self._batch_engine() == TORCH_BF16
 
     @property
     def runtime(self) -> str:
@@ -183,7 +315,7 @@ class Embedder:
     def model_id(self) -> str:
         """Recorded in the collection and checked at query time: float32-equivalent engines
         (torch, torch+bf16, ONNX float32; cosine >= 0.999 to each other) share MODEL_ID."""
-        return INT8_MODEL_ID if ONNX_INT8 in self.plan.engines else MODEL_ID
+        return INT8_MODEL_ID if ONNX_INT8 in self.plan.engines else MODEL_ID  # auto never picks int8
 
     # -- loading ----------------------------------------------------------------------
     @property
@@ -243,6 +375,7 @@ class Embedder:
     def load(self) -> "Embedder":
         """Load every engine the plan uses now (otherwise each loads on first use)."""
         self.tokens
+        self._batch_engine()
         for engine in self.plan.engines:
             if engine in (TORCH, TORCH_BF16):
                 self.model
@@ -271,10 +404,9 @@ class Embedder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
         step = max(batch_size, 1) * 4
-        plan = self.plan
         for i in range(0, len(order), step):
             idx = order[i : i + step]
-            engine = plan.batch if len(idx) >= _BF16_MIN_BATCH else plan.small
+            engine = self._batch_engine(texts) if len(idx) >= _BF16_MIN_BATCH else self.plan.small
             out[idx] = self._encode_with(engine, [texts[j] for j in idx], batch_size)
             if on_batch:
                 on_batch(len(idx))

@@ -17,7 +17,18 @@ import pytest
 
 from conftest import ingest_into
 from ingest.chunk import CHUNKER_VERSION, chunk_document
-from ingest.embed import INT8_MODEL_ID, MODEL_ID, ONNX_NAME, Embedder, Plan, _model_dir, plan_for
+from ingest.embed import (
+    AUTO,
+    INT8_MODEL_ID,
+    MODEL_ID,
+    ONNX_NAME,
+    PLAN_FILE,
+    Choice,
+    Embedder,
+    _model_dir,
+    candidates,
+    plan_for,
+)
 from ingest.errors import IngestError, StoreError
 from ingest.onnx_runtime import (
     MIN_COSINE,
@@ -261,15 +272,46 @@ def test_runtime_setting_and_the_cpu_probe_rule(models_dir):
     )
     with pytest.raises(IngestError, match="RAG_ENCODER"):
         encoder_from_env({"RAG_ENCODER": "tensorflow"})
-    # the rule reads the probe's answer, nothing else
-    assert plan_for("auto", native_bf16=True) == Plan("torch-bf16", "onnx", "auto: the CPU has native bf16")
-    assert plan_for("auto", native_bf16=False).engines == ("onnx",)
+    # the rule: forced runtimes as named; auto sends small calls to ONNX and batches where measured
+    assert plan_for("auto", native_bf16=True).batch == AUTO and plan_for("auto", native_bf16=True).engines == ("onnx",)
+    measured = Choice("torch", (("torch-bf16", 3375.2), ("torch", 5127.5), ("onnx", 4745.1)))
+    assert plan_for("auto", native_bf16=True, measured=measured).engines == ("torch", "onnx")
+    assert "torch-bf16 3,375, torch 5,128, onnx 4,745 tokens/s" in plan_for("auto", True, measured).why
+    assert candidates(True) == ("torch-bf16", "torch", "onnx") and candidates(False) == ("torch", "onnx")
     assert plan_for("torch", native_bf16=False).engines == ("torch",)
     assert plan_for("torch", native_bf16=True).engines == ("torch-bf16", "torch")
     assert plan_for("onnx", native_bf16=True).engines == ("onnx",)
     forced = Embedder(settings=EncoderSettings(runtime="torch", models_dir=models_dir))
     assert "onnx" not in forced.plan.engines
     assert Embedder(bf16=True).plan.batch == "torch-bf16"  # bf16 given: torch whatever the setting
+
+
+def test_auto_measures_the_batch_engine_once_per_machine_and_keeps_the_choice(models_dir, tmp_path, torch_fp32, mixed_texts):
+    """A question never measures; the first batch does (every candidate on the same probe), the
+    fastest engine encodes it, and the choice is kept in the models folder for the next process
+    on this machine, not for another CPU or other versions."""
+    import json
+    import shutil
+
+    folder = tmp_path / "models"
+    shutil.copytree(models_dir, folder)  # the export, already built
+    lines: list[str] = []
+    auto = Embedder(settings=EncoderSettings(runtime="auto", models_dir=folder), log=lines.append)
+    auto._model = torch_fp32.model  # share the loaded weights
+    question = auto.encode_one("When was RSP v3 released?")
+    assert auto.plan.batch == AUTO and not (folder / PLAN_FILE).exists()
+    assert float(question @ torch_fp32.encode_one("When was RSP v3 released?")) > 0.999
+    vecs = auto.encode(mixed_texts, 16)
+    kept = json.loads((folder / PLAN_FILE).read_text())
+    assert [e for e, _ in kept["rates"]] == list(candidates(kept["key"]["flags"].count("avx512_bf16") > 0))
+    assert kept["engine"] == max(kept["rates"], key=lambda r: r[1])[0] == auto.plan.batch
+    assert len([x for x in lines if "auto chose" in x]) == 1 and PLAN_FILE in lines[-1]
+    assert ((vecs * torch_fp32.encode(mixed_texts, 16)).sum(axis=1)).min() > 0.999
+    again = Embedder(settings=EncoderSettings(runtime="auto", models_dir=folder), log=lines.append)
+    assert again.plan.batch == kept["engine"] and "measured fastest" in again.runtime  # read, not measured
+    kept["key"]["cpu"] = "another CPU"
+    (folder / PLAN_FILE).write_text(json.dumps(kept))
+    assert Embedder(settings=EncoderSettings(runtime="auto", models_dir=folder)).plan.batch == AUTO
 
 
 def test_forced_onnx_ingest_from_the_command_line(models_dir, tmp_path, torch_fp32):
