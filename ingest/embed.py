@@ -267,6 +267,15 @@ class Embedder:
                     self._model = None  # measured, not chosen: let the torch model go
         return self._plan.batch
 
+    def measured_rates(self) -> dict[str, float]:
+        """auto's measured tokens/s per batch engine on this CPU (measured now if not stored);
+        {} for a forced runtime."""
+        if self._bf16 is not None or self.settings.runtime != "auto":
+            return {}
+        self._batch_engine()
+        stored = read_choice(self.settings.models_dir, machine_key())
+        return dict(stored.rates) if stored else {}
+
     def _measure(self, engines: Sequence[str], texts: Sequence[str] = ()) -> Choice:
         """Each engine encodes the same sample, sorted by length and batched as encode() does
         (padding decides much of the cost): a warm-up batch, then timed twice in the order
