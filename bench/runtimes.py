@@ -41,16 +41,10 @@ NOTE = (
 
 
 def cpu_info() -> dict:
-    from ingest.embed import cpu_flags, native_bf16
+    from ingest.embed import cpu_flags, cpu_name, native_bf16
 
-    name = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
     flags = cpu_flags() or frozenset()
-    return {"cpu": name, "flags": [f for f in CPU_FLAGS if f in flags], "torch_native_bf16": native_bf16()}
+    return {"cpu": cpu_name(), "flags": [f for f in CPU_FLAGS if f in flags], "torch_native_bf16": native_bf16()}
 
 
 def _embedder(engine: str, models_dir: Path, recording: bool = False):

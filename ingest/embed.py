@@ -4,7 +4,7 @@ Two runtimes do the arithmetic: torch (sentence-transformers; float32, or bfloat
 where the CPU has native bf16) and ONNX Runtime (an export of the same weights, built once into
 the models folder by ingest/onnx_runtime.py and checked against torch). With `runtime="auto"`
 small calls (a question) go to ONNX Runtime, and batches (ingest) to whichever engine encoded a
-fixed probe fastest on this CPU: torch+bf16 (only where the flags say native bf16), torch float32
+sample of the first batch fastest on this CPU: torch+bf16 (only where the flags say native bf16), torch float32
 or ONNX Runtime float32. The flags alone do not tell: torch+bf16 was 1.7x torch float32 on an AMD
 EPYC with avx512_bf16 and 0.66x on an Intel Xeon with avx512_bf16 and no AMX (bench: runtimes).
 The choice is measured once per CPU and versions and kept in the models folder
@@ -46,6 +46,15 @@ def cpu_flags() -> frozenset[str] | None:
     except OSError:
         return None
     return frozenset(line.split(":", 1)[1].split()) if line else None
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo; '' where there is none."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return ""
 
 
 def native_bf16() -> bool:
@@ -176,16 +185,9 @@ _PROBE_REPEAT = 4  # the probe texts four times over, when a batch is too small 
 
 def machine_key() -> dict:
     """What a measured choice depends on: the CPU and the versions of the engines."""
-    from importlib import metadata
-
-    name = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
     import os
     import platform
+    from importlib import metadata
 
     versions = {}
     for dist in ("torch", "onnxruntime", "sentence-transformers"):
@@ -193,7 +195,7 @@ def machine_key() -> dict:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = ""
-    return {"cpu": name or platform.processor(), "flags": sorted(cpu_flags() or ()), "cores": os.cpu_count(),
+    return {"cpu": cpu_name() or platform.processor(), "flags": sorted(cpu_flags() or ()), "cores": os.cpu_count(),
             "versions": versions, "model": MODEL_PACKAGE}
 
 
@@ -232,6 +234,7 @@ class Embedder:
         self.settings = settings or EncoderSettings()
         self._bf16 = bf16
         self._plan: Plan | None = None
+        self._choice: Choice | None = None  # auto's measured batch engine, once known
         self._model = None  # the sentence-transformers model (torch engines)
         self._sessions: dict[str, object] = {}  # ONNX Runtime sessions by engine
         self._tokens: Tokens | None = None
@@ -246,8 +249,9 @@ class Embedder:
                 self._plan = Plan(TORCH_BF16 if self._bf16 else TORCH, TORCH, "bf16 given")
             else:
                 native = native_bf16()
-                stored = read_choice(self.settings.models_dir, machine_key()) if self.settings.runtime == "auto" else None
-                self._plan = plan_for(self.settings.runtime, native, stored)
+                if self.settings.runtime == "auto":
+                    self._choice = read_choice(self.settings.models_dir, machine_key())
+                self._plan = plan_for(self.settings.runtime, native, self._choice)
         return self._plan
 
     def _batch_engine(self, texts: Sequence[str] = ()) -> str:
@@ -262,6 +266,7 @@ class Embedder:
                 write_choice(self.settings.models_dir, machine_key(), choice)
                 self._log(f"auto chose {choice.engine} for batches on this CPU ({choice.describe()}; "
                           f"kept in {Path(self.settings.models_dir) / PLAN_FILE})")
+                self._choice = choice
                 self._plan = plan_for("auto", native_bf16(), choice)
                 if not {TORCH, TORCH_BF16} & set(self._plan.engines):
                     self._model = None  # measured, not chosen: let the torch model go
@@ -273,8 +278,7 @@ class Embedder:
         if self._bf16 is not None or self.settings.runtime != "auto":
             return {}
         self._batch_engine()
-        stored = read_choice(self.settings.models_dir, machine_key())
-        return dict(stored.rates) if stored else {}
+        return dict(self._choice.rates) if self._choice else {}
 
     def _measure(self, engines: Sequence[str], texts: Sequence[str] = ()) -> Choice:
         """Each engine encodes the same sample, sorted by length and batched as encode() does
