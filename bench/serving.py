@@ -63,6 +63,7 @@ def task_serve_ingest(args: dict) -> dict:
 def task_serve_clone(args: dict) -> dict:
     """A store holding `copies` renamed copies of every record of another store, vectors included."""
     import datetime as dt
+    import json
 
     import numpy as np
 
@@ -83,22 +84,25 @@ def task_serve_clone(args: dict) -> dict:
     def clone(name: str, scol, dcol) -> None:
         offset = 0
         while True:
-            include = ["metadatas", "embeddings"] + (["documents"] if name == "chunks" else [])  # units hold no text
+            # a unit record is a vector and an id naming its chunk; a chunk record lists its units by id
+            include = ["embeddings"] + (["metadatas", "documents"] if name == "chunks" else [])
             page = scol.get(include=include, limit=5000, offset=offset)
             if not page["ids"]:
                 break
             vecs = np.asarray(page["embeddings"], dtype=np.float32)
             for k in range(copies):
-                metas = []
-                for m in page["metadatas"]:
-                    m = dict(m, source=f"copy{k}/{m['source']}")
-                    if "chunk_id" in m:
-                        m["chunk_id"] = f"{k}-{m['chunk_id']}"
-                    shas[m["source"]] = m["file_sha"]
-                    metas.append(m)
+                more = {}
+                if name == "chunks":
+                    metas = []
+                    for m in page["metadatas"]:
+                        spans = json.loads(m["units"])
+                        m = dict(m, source=f"copy{k}/{m['source']}",
+                                 units=json.dumps({"u": [[f"{k}-{r[0]}", *r[1:]] for r in spans["u"]], "h": spans["h"]}))
+                        shas[m["source"]] = m["file_sha"]
+                        metas.append(m)
+                    more = {"documents": page["documents"], "metadatas": metas}
                 # add, not upsert: the store is new and every id is fresh (upsert looks each one up first)
-                docs = {"documents": page["documents"]} if name == "chunks" else {}
-                dcol.add(ids=[f"{k}-{i}" for i in page["ids"]], embeddings=vecs, metadatas=metas, **docs)
+                dcol.add(ids=[f"{k}-{i}" for i in page["ids"]], embeddings=vecs, **more)
             counts[name] += len(page["ids"]) * copies
             offset += len(page["ids"])
 

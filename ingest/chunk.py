@@ -17,13 +17,14 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from .records import Block, Chunk, Document, Unit, page_range
+from .records import Block, Chunk, Document, Unit, page_range, unit_id
 from .sentences import sentence_spans
 from .structure import code_body, parse_blocks, sections, trim_lines
 
 # v6: code units, page ranges of PDFs, HTML text without spaces around inline elements
 # v7: a chunk's vector is the mean of its units' vectors (ingest.pipeline.chunk_vectors)
-CHUNKER_VERSION = "7"
+# v8: the chunk record lists its units' spans; a unit record is its vector and an id naming its chunk (ingest.store)
+CHUNKER_VERSION = "8"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]
@@ -227,7 +228,7 @@ def _units(
         seen.add((a, b))
         units.append(
             Unit(
-                stable_id(doc.source, a, b, "u"), owner.id, doc.source, owner.section, kind, a, b, text[a:b], header,
+                unit_id(owner.id, a, b), owner.id, doc.source, owner.section, kind, a, b, text[a:b], header,
                 page_range(doc.page_starts, a, b),
             )
         )

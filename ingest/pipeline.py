@@ -101,6 +101,8 @@ def run_ingest(
             store.drop()
             store = Store(settings.store, create=True)
         manifest = store.manifest()
+        if store.orphans:
+            log(f"removed {store.delete_orphans()} unit records an interrupted ingest left without their chunks")
         seen = {d.source for d in loaded.documents}
         todo: list[Document] = []
         for doc in loaded.documents:

@@ -6,12 +6,14 @@ A chunk record holds its text as the document, and in its metadata its source, h
 offsets, table header (when it has one) and, for a PDF, its pages as `page_first`/`page_last`
 (1-based; absent, or 0 and 0 as older versions wrote, when the source has no pages).
 
-A unit record holds no text: a unit is a span of its chunk (`doc.text[start:end]`, inside the
-chunk's own span) and takes its text and heading trail from the chunk when read. Its metadata is
-its chunk id, source, file sha, kind, offsets, and header and pages when it has them. Chroma's
-full-text index and its per-key metadata rows were most of the cost of writing units (about 800
-records/s with text and twelve keys against 1,250 without text and with six: a 20,000-record
-scratch test on a 2-core Intel Xeon with AVX-512). Records written with their text and trail by earlier versions read the same way.
+A unit record is only a vector and an id that names its chunk (`records.unit_id`): a unit is a
+span of its chunk (`doc.text[start:end]`, inside the chunk's own span), and its kind, offsets,
+table header and pages are kept in the chunk record (`units`: a JSON list, see `_spans_meta`), so
+the unit takes its text, heading trail and span from its chunk when read. Chroma's per-key
+metadata rows were most of the cost of writing units (20,000 records on a 2-core AMD EPYC with
+AVX-512: about 2,400 vectors/s with no keys, 1,600 with two, 1,300 with six).
+A unit whose chunk record is missing (left by an interrupted write) is an orphan: `manifest()`
+finds them and `delete_orphans()` removes them.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from .errors import StoreError
 from .lexical import LEXICAL_SUFFIX, from_parts, to_parts
-from .records import SECTION_SEP, Chunk, Unit
+from .records import SECTION_SEP, Chunk, Unit, chunk_of_unit
 from .settings import StoreSettings
 
 UNITS_SUFFIX = "__units"
@@ -152,41 +154,53 @@ def chunk_from_record(cid: str, text: str, meta: dict) -> Chunk:
     )
 
 
-def unit_from_record(uid: str, meta: dict, chunk: Chunk) -> Unit | None:
-    """The unit of this record, its text cut from its chunk; None if the span is not the chunk's
-    (a record left by an interrupted write of another version of the file)."""
-    start, end = int(meta["start"]), int(meta["end"])
+def unit_from_span(span: list, chunk: Chunk, headers: list[str]) -> Unit | None:
+    """The unit one entry of a chunk record's `units` list describes, its text cut from the chunk;
+    None if the span is not inside the chunk."""
+    uid, kind, start, end, header, first, last = span
     if not chunk.start <= start <= end <= chunk.end:
         return None
     return Unit(
         id=uid,
-        chunk_id=meta["chunk_id"],
-        source=meta["source"],
+        chunk_id=chunk.id,
+        source=chunk.source,
         section=chunk.section,
-        kind=meta["kind"],
+        kind=kind,
         start=start,
         end=end,
         text=chunk.text[start - chunk.start : end - chunk.start],
-        header=meta.get("header", ""),
-        pages=_meta_to_pages(meta),
+        header=headers[header] if header >= 0 else "",
+        pages=(first, last) if first > 0 else (),
     )
+
+
+def _spans_meta(units: Sequence[Unit]) -> str:
+    """A chunk's units as the chunk record keeps them: {"u": [[id, kind, start, end, header index
+    or -1, first page, last page], ...], "h": [table headers]} (pages 0, 0 without pages)."""
+    headers: list[str] = []
+    rows = []
+    for u in units:
+        if u.header and u.header not in headers:
+            headers.append(u.header)
+        first, last = u.pages or (0, 0)
+        rows.append([u.id, u.kind, u.start, u.end, headers.index(u.header) if u.header else -1, first, last])
+    return json.dumps({"u": rows, "h": headers}, separators=(",", ":"))
+
+
+def units_of_record(chunk: Chunk, meta: dict) -> list[Unit]:
+    """The units a chunk record lists (none for a record without a `units` key)."""
+    spans = json.loads(meta.get("units") or '{"u": [], "h": []}')
+    out = [unit_from_span(span, chunk, spans["h"]) for span in spans["u"]]
+    return [u for u in out if u is not None]
 
 
 def _pages_to_meta(pages: tuple[int, ...]) -> dict[str, int]:
     return {"page_first": pages[0], "page_last": pages[1]} if pages else {}
 
 
-def _unit_meta(u: Unit, file_meta: dict) -> dict:
-    meta = {"chunk_id": u.chunk_id, "source": u.source, "file_sha": file_meta["file_sha"], "kind": u.kind,
-            "start": u.start, "end": u.end, **_pages_to_meta(u.pages)}
-    if u.header:
-        meta["header"] = u.header
-    return meta
-
-
-def _chunk_meta(c: Chunk, file_meta: dict) -> dict:
+def _chunk_meta(c: Chunk, file_meta: dict, units: Sequence[Unit]) -> dict:
     meta = {"source": c.source, "section": SECTION_SEP.join(c.section), "start": c.start, "end": c.end,
-            **_pages_to_meta(c.pages), **file_meta}
+            **_pages_to_meta(c.pages), **file_meta, "units": _spans_meta(units)}
     if c.header:
         meta["header"] = c.header
     return meta
@@ -223,6 +237,7 @@ class Store:
             ) from None
         self.identity = store_identity(settings)
         self._lexical = None
+        self.orphans: list[str] = []  # unit ids no chunk lists, as the last manifest() found
 
     @property
     def lexical(self):
@@ -263,7 +278,7 @@ class Store:
             )
         return info
 
-    def _scan(self, collection, include: list[str]):
+    def _scan(self, collection, include: list[str]):  # include=[]: ids only
         offset = 0
         while True:
             page = collection.get(include=include, limit=_PAGE, offset=offset)
@@ -283,38 +298,49 @@ class Store:
         ]
 
     def all_units(self, with_vectors: bool = False) -> tuple[list[Unit], np.ndarray | None]:
-        """Every unit whose chunk is present (a full scan, for tools and tests)."""
-        chunks = {c.id: c for c in self.all_chunks()}
-        include = ["metadatas"] + (["embeddings"] if with_vectors else [])
-        units, vecs = [], []
-        for uid, rec in self._scan(self.units, include):
-            chunk = chunks.get(rec["metadatas"]["chunk_id"])
-            unit = unit_from_record(uid, rec["metadatas"], chunk) if chunk else None
-            if unit is not None:
-                units.append(unit)
-                if with_vectors:
-                    vecs.append(rec["embeddings"])
-        return units, (np.asarray(vecs, dtype=np.float32).reshape(len(vecs), -1) if with_vectors else None)
+        """Every unit a present chunk lists (a full scan, for tools and tests); with its vector, when
+        asked, if the unit's record is there."""
+        units = [
+            u for cid, rec in self._scan(self.chunks, ["documents", "metadatas"])
+            for u in units_of_record(chunk_from_record(cid, rec["documents"], rec["metadatas"]), rec["metadatas"])
+        ]
+        if not with_vectors:
+            return units, None
+        vecs = {uid: rec["embeddings"] for uid, rec in self._scan(self.units, ["embeddings"])}
+        units = [u for u in units if u.id in vecs]
+        return units, np.asarray([vecs[u.id] for u in units], dtype=np.float32).reshape(len(units), -1)
 
     def manifest(self) -> dict[str, FileState]:
-        """Per source file: the hash it was ingested from and how complete it is."""
+        """Per source file: the hash it was ingested from and how complete it is. Also notes the
+        unit records no chunk lists (`orphans`)."""
         states: dict[str, dict] = {}
+        listed: dict[str, str] = {}  # unit id -> source
         for _, rec in self._scan(self.chunks, ["metadatas"]):
             m = rec["metadatas"]
             s = states.setdefault(m["source"], {"shas": set(), "ec": 0, "eu": 0, "c": 0, "u": 0})
             s["shas"].add(m["file_sha"])
             s["ec"], s["eu"] = int(m["file_chunks"]), int(m["file_units"])
             s["c"] += 1
-        for _, rec in self._scan(self.units, ["metadatas"]):
-            m = rec["metadatas"]
-            s = states.setdefault(m["source"], {"shas": set(), "ec": -1, "eu": -1, "c": 0, "u": 0})
-            s["shas"].add(m["file_sha"])
-            s["u"] += 1
+            for span in json.loads(m.get("units") or '{"u": []}')["u"]:
+                listed[span[0]] = m["source"]
+        self.orphans = []
+        for uid, _ in self._scan(self.units, []):
+            if uid in listed:
+                states[listed[uid]]["u"] += 1
+            else:
+                self.orphans.append(uid)
         out = {}
         for source, s in states.items():
             sha = next(iter(s["shas"])) if len(s["shas"]) == 1 else ""
             out[source] = FileState(sha, s["ec"], s["eu"], s["c"], s["u"])
         return out
+
+    def delete_orphans(self) -> int:
+        """Delete the unit records the last manifest() found no chunk listing; how many."""
+        orphans, self.orphans = self.orphans, []
+        for i in range(0, len(orphans), _PAGE):
+            self.units.delete(ids=orphans[i : i + _PAGE])
+        return len(orphans)
 
     def count(self) -> int:
         return self.chunks.count()
@@ -327,17 +353,21 @@ class Store:
         return out
 
     def units_of_chunks(self, chunks: Sequence[Chunk]) -> tuple[list[Unit], np.ndarray]:
-        """The units of these chunks, with their vectors (one round trip per 200 chunks)."""
-        by_id = {c.id: c for c in chunks}
-        ids = list(by_id)
+        """The units of these chunks, with their vectors (two round trips per 200 chunks: the spans
+        from the chunk records, then the units' vectors by id)."""
         units, vecs = [], []
-        for i in range(0, len(ids), 200):
-            page = self.units.get(where={"chunk_id": {"$in": ids[i : i + 200]}}, include=["metadatas", "embeddings"])
-            for uid, meta, vec in zip(page["ids"], page["metadatas"], page["embeddings"]):
-                unit = unit_from_record(uid, meta, by_id[meta["chunk_id"]])
-                if unit is not None:
-                    units.append(unit)
-                    vecs.append(vec)
+        for i in range(0, len(chunks), 200):
+            part = {c.id: c for c in chunks[i : i + 200]}
+            page = self.chunks.get(ids=list(part), include=["metadatas"])
+            listed = [u for cid, meta in zip(page["ids"], page["metadatas"]) for u in units_of_record(part[cid], meta)]
+            if not listed:
+                continue
+            got = self.units.get(ids=[u.id for u in listed], include=["embeddings"])
+            by_id = dict(zip(got["ids"], got["embeddings"]))
+            for u in listed:
+                if u.id in by_id:
+                    units.append(u)
+                    vecs.append(by_id[u.id])
         return units, (np.asarray(vecs, dtype=np.float32).reshape(len(vecs), -1) if vecs else np.zeros((0, 0), np.float32))
 
     def nearest_units(self, vec: np.ndarray, k: int) -> list[tuple[str, str]]:
@@ -345,8 +375,8 @@ class Store:
         n = self.units.count()
         if not n:
             return []
-        res = self.units.query(query_embeddings=[np.asarray(vec, dtype=np.float32)], n_results=min(k, n), include=["metadatas"])
-        return [(uid, m["chunk_id"]) for uid, m in zip(res["ids"][0], res["metadatas"][0])]
+        res = self.units.query(query_embeddings=[np.asarray(vec, dtype=np.float32)], n_results=min(k, n), include=[])
+        return [(uid, chunk_of_unit(uid)) for uid in res["ids"][0]]
 
     # -- the lexical index (ingest.lexical) ----------------------------------------
     def lexical_manifest(self, fingerprint: str) -> dict | None:
@@ -413,28 +443,33 @@ class Store:
 
     # -- writing -----------------------------------------------------------------
     def delete_source(self, source: str) -> None:
-        self.units.delete(where={"source": source})
+        """Its chunks and the units they list (units of chunks never written are orphans: see manifest)."""
+        page = self.chunks.get(where={"source": source}, include=["metadatas"])
+        uids = [span[0] for m in page["metadatas"] for span in json.loads(m.get("units") or '{"u": []}')["u"]]
+        for i in range(0, len(uids), _PAGE):
+            self.units.delete(ids=uids[i : i + _PAGE])
         self.chunks.delete(where={"source": source})
 
     def add(self, files: Sequence[tuple[list[Chunk], np.ndarray, list[Unit], np.ndarray, str]]) -> None:
         """Write files' (chunks, chunk vectors, units, unit vectors, file sha) in few round trips
         (upsert: ids are deterministic, so a retry never duplicates). Units first, chunks last:
         a file counts as present only once its chunks are all there."""
-        units, chunks, unit_meta, chunk_meta = [], [], [], []
+        units, chunks, chunk_meta = [], [], []
         for cs, _, us, _, sha in files:
             file_meta = {"file_sha": sha, "file_chunks": len(cs), "file_units": len(us)}
             units += us
-            unit_meta += [file_meta] * len(us)
             chunks += cs
             chunk_meta += [file_meta] * len(cs)
         unit_vecs = np.concatenate([f[3] for f in files]) if units else None
         chunk_vecs = np.concatenate([f[1] for f in files]) if chunks else None
+        by_chunk: dict[str, list[Unit]] = {}
+        for u in units:
+            by_chunk.setdefault(u.chunk_id, []).append(u)
         for i in range(0, len(units), _PAGE):
             part = units[i : i + _PAGE]
             self.units.upsert(
                 ids=[u.id for u in part],
                 embeddings=unit_vecs[i : i + _PAGE],
-                metadatas=[_unit_meta(u, meta) for u, meta in zip(part, unit_meta[i : i + _PAGE])],
             )
         for i in range(0, len(chunks), _PAGE):
             part = chunks[i : i + _PAGE]
@@ -442,7 +477,7 @@ class Store:
                 ids=[c.id for c in part],
                 embeddings=chunk_vecs[i : i + _PAGE],
                 documents=[c.text for c in part],
-                metadatas=[_chunk_meta(c, meta) for c, meta in zip(part, chunk_meta[i : i + _PAGE])],
+                metadatas=[_chunk_meta(c, meta, by_chunk.get(c.id, ())) for c, meta in zip(part, chunk_meta[i : i + _PAGE])],
             )
 
     def set_info(self, info: CollectionInfo) -> None:

@@ -20,7 +20,7 @@ from ingest.chunk import CHUNKER_VERSION, chunk_document
 from ingest.embed import MODEL_ID
 from ingest.errors import StoreError
 from ingest.load import load_paths
-from ingest.records import Document
+from ingest.records import Document, chunk_of_unit
 from ingest.settings import StoreSettings
 from ingest.store import Store, fingerprint, rebuild_hint
 
@@ -58,10 +58,13 @@ def snapshot(store_path: Path, collection: str = "corpus") -> dict:
         chunks = store.chunks.get(include=["documents", "metadatas"])
         units = store.units.get(include=["documents", "metadatas"])
         assert set(units["documents"]) <= {None}, "a unit record holds no text: it is cut from its chunk"
-        texts = {u.id: u.text for u in store.all_units()[0]}
+        assert set(map(type, units["metadatas"])) <= {type(None)}, "a unit record is a vector: its chunk lists its span"
+        listed = {u.id: u for u in store.all_units()[0]}
+        spans = {uid: {"start": u.start, "end": u.end, "kind": u.kind} for uid, u in listed.items()}
         out = {
             "chunks": {i: (d, m) for i, d, m in zip(chunks["ids"], chunks["documents"], chunks["metadatas"])},
-            "units": {i: (texts.get(i), m) for i, m in zip(units["ids"], units["metadatas"])},
+            "units": {i: (listed[i].text if i in listed else None, {"source": listed[i].source if i in listed else ""}
+                          | spans.get(i, {})) for i in units["ids"]},
             "meta": dict(store.chunks.metadata or {}),
             "count": store.count(),
             "unit_count": store.units.count(),
@@ -167,12 +170,12 @@ def test_a_chunk_vector_is_the_normalised_mean_of_its_unit_vectors(tmp_path, emb
     store = Store(StoreSettings(path=tmp_path / "store"))
     try:
         chunks = store.chunks.get(include=["embeddings", "documents"])
-        units = store.units.get(include=["embeddings", "metadatas"])
+        units = store.units.get(include=["embeddings"])
     finally:
         store.client.close()
     by_chunk: dict[str, list] = {}
-    for vec, meta in zip(units["embeddings"], units["metadatas"]):
-        by_chunk.setdefault(meta["chunk_id"], []).append(np.asarray(vec, dtype=np.float32))
+    for uid, vec in zip(units["ids"], units["embeddings"]):
+        by_chunk.setdefault(chunk_of_unit(uid), []).append(np.asarray(vec, dtype=np.float32))
     checked = 0
     for cid, vec in zip(chunks["ids"], chunks["embeddings"]):
         if cid not in by_chunk:
@@ -638,11 +641,11 @@ class _DyingCollection:
     def __init__(self, collection, keep: float):
         self._collection, self._keep = collection, keep
 
-    def upsert(self, ids, embeddings, metadatas, documents=None):
+    def upsert(self, ids, embeddings, metadatas=None, documents=None):
         n = int(len(ids) * self._keep)
         if n:
-            docs = {"documents": documents[:n]} if documents is not None else {}
-            self._collection.upsert(ids=ids[:n], embeddings=embeddings[:n], metadatas=metadatas[:n], **docs)
+            more = {k: v[:n] for k, v in (("documents", documents), ("metadatas", metadatas)) if v is not None}
+            self._collection.upsert(ids=ids[:n], embeddings=embeddings[:n], **more)
         raise _Killed
 
     def __getattr__(self, name):

@@ -222,10 +222,10 @@ class DocumentLibrary:
         """The kind of the unit at start:end of a chunk (sentence, item, row, code); '' if unknown."""
         from ingest.store import Store
 
-        got = Store(self.settings.store).units.get(where={"chunk_id": chunk_id}, include=["metadatas"])
-        for meta in got["metadatas"]:
-            if int(meta.get("start", -1)) == start and int(meta.get("end", -1)) == end:
-                return str(meta.get("kind", ""))
+        store = Store(self.settings.store)
+        for chunk in store.get_chunks([chunk_id]):
+            units, _ = store.units_of_chunks([chunk])
+            return next((u.kind for u in units if (u.start, u.end) == (start, end)), "")
         return ""
 
     def document_title(self, source: str) -> str:
