@@ -9,7 +9,7 @@ Nothing here holds the whole corpus. What stays in memory:
   `unit_vecs`, `units_by_chunk`, `unit_pos`: rows are stable per chunk for the life of this index,
   so a lead-in's list items follow it, as they did when every unit was loaded);
 - per identifier a question named, the chunks and units that name it (IDENT_CACHE entries).
-Dense search over units is Chroma's (HNSW over `<collection>__units`).
+Units and their vectors come with their chunk's record (ingest.store); no unit is searched on its own.
 """
 from __future__ import annotations
 

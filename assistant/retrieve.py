@@ -143,7 +143,7 @@ class Retriever:
         from llama_index.core import VectorStoreIndex
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
-        index = build_index(fp, meta, store, self._lexical(store, fp), store.units.count())
+        index = build_index(fp, meta, store, self._lexical(store, fp), int(meta.get("units", 0)))
         if self._dense is None:  # the same collection whatever its state: built once
             vector_store = ChromaVectorStore(chroma_collection=store.chunks)
             dense = VectorStoreIndex.from_vector_store(vector_store, embed_model=_embed_model(self.embedder))

@@ -17,14 +17,15 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from .records import Block, Chunk, Document, Unit, page_range, unit_id
+from .records import Block, Chunk, Document, Unit, page_range
 from .sentences import sentence_spans
 from .structure import code_body, parse_blocks, sections, trim_lines
 
 # v6: code units, page ranges of PDFs, HTML text without spaces around inline elements
 # v7: a chunk's vector is the mean of its units' vectors (ingest.pipeline.chunk_vectors)
-# v8: the chunk record lists its units' spans; a unit record is its vector and an id naming its chunk (ingest.store)
-CHUNKER_VERSION = "8"
+# v8: unit records without metadata, their spans listed by the chunk record (7be0f50)
+# v9: a chunk record carries its units' spans and vectors; no unit collection (ingest.store)
+CHUNKER_VERSION = "9"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]
@@ -228,7 +229,7 @@ def _units(
         seen.add((a, b))
         units.append(
             Unit(
-                unit_id(owner.id, a, b), owner.id, doc.source, owner.section, kind, a, b, text[a:b], header,
+                stable_id(doc.source, a, b, "u"), owner.id, doc.source, owner.section, kind, a, b, text[a:b], header,
                 page_range(doc.page_starts, a, b),
             )
         )

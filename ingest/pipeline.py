@@ -101,8 +101,6 @@ def run_ingest(
             store.drop()
             store = Store(settings.store, create=True)
         manifest = store.manifest()
-        if store.orphans:
-            log(f"removed {store.delete_orphans()} unit records an interrupted ingest left without their chunks")
         seen = {d.source for d in loaded.documents}
         todo: list[Document] = []
         for doc in loaded.documents:
@@ -128,6 +126,7 @@ def run_ingest(
                 ingested_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 documents=len(final),
                 chunks=sum(st.chunks for st in final.values()),
+                units=sum(st.units for st in final.values()),
             )
         )
     summary.seconds = time.perf_counter() - t0

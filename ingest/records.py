@@ -96,16 +96,6 @@ class Unit:
         return head + (labelled_row(self.header, self.text) if self.kind == "row" else self.text)
 
 
-def unit_id(chunk_id: str, start: int, end: int) -> str:
-    """A unit's id names its chunk (a unit record in the store carries no metadata)."""
-    return f"{chunk_id}.{start}.{end}"
-
-
-def chunk_of_unit(uid: str) -> str:
-    """The chunk id a unit id names (see unit_id)."""
-    return uid.rsplit(".", 2)[0]
-
-
 def split_row(row: str) -> list[str]:
     """Cells of a pipe-table row, stripped."""
     row = row.strip()

@@ -1,22 +1,25 @@
-"""The Chroma side: one collection of chunks and one of their quotable units.
+"""The Chroma side: one collection of chunks; a chunk record carries its quotable units too.
 
 Chroma never embeds anything here: every vector comes from our model. The chunk
-collection's metadata records how it was built (model, chunker, corpus fingerprint).
-A chunk record holds its text as the document, and in its metadata its source, heading trail,
-offsets, table header (when it has one) and, for a PDF, its pages as `page_first`/`page_last`
-(1-based; absent, or 0 and 0 as older versions wrote, when the source has no pages).
+collection's metadata records how it was built (model, chunker, corpus fingerprint, counts).
+A chunk record holds its text as the document, its vector (the normalised mean of its units'
+vectors), and in its metadata its source, heading trail, offsets, table header (when it has one),
+for a PDF its pages as `page_first`/`page_last` (1-based; absent when the source has no pages),
+and its units: `units`, their spans as JSON (see `_spans_meta`), and `unit_vectors`, their
+vectors as base64 float16 in the same order. A unit is a span of its chunk (`doc.text[start:end]`,
+inside the chunk's own span) and takes its text and heading trail from the chunk when read.
 
-A unit record is only a vector and an id that names its chunk (`records.unit_id`): a unit is a
-span of its chunk (`doc.text[start:end]`, inside the chunk's own span), and its kind, offsets,
-table header and pages are kept in the chunk record (`units`: a JSON list, see `_spans_meta`), so
-the unit takes its text, heading trail and span from its chunk when read. Chroma's per-key
-metadata rows were most of the cost of writing units (20,000 records on a 2-core AMD EPYC with
-AVX-512: about 2,400 vectors/s with no keys, 1,600 with two, 1,300 with six).
-A unit whose chunk record is missing (left by an interrupted write) is an orphan: `manifest()`
-finds them and `delete_orphans()` removes them.
+Units are not records of their own (chunker v7 and v8 kept them in a second collection, searched
+through its HNSW index). Every lookup of unit vectors, even by id, made Chroma load that whole
+index into the serving process (about 1.9 KB per unit, most of the memory at 50 MB of text), and
+writing them was most of the store's write time; the one query that searched them
+(the units nearest the question anywhere in the corpus) changed no eval figure by more than 0.003
+on three sets when it was left out (see assistant.rank). A record with its units is also written
+atomically: no unit outlives its chunk after an interrupted ingest.
 """
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -25,10 +28,10 @@ import numpy as np
 
 from .errors import StoreError
 from .lexical import LEXICAL_SUFFIX, from_parts, to_parts
-from .records import SECTION_SEP, Chunk, Unit, chunk_of_unit
+from .records import SECTION_SEP, Chunk, Unit
 from .settings import StoreSettings
 
-UNITS_SUFFIX = "__units"
+LEGACY_UNITS_SUFFIX = "__units"  # the unit collection of chunker v7 and v8: dropped on rebuild
 _PAGE = 2000
 
 
@@ -55,6 +58,7 @@ class CollectionInfo:
     ingested_at: str
     documents: int
     chunks: int
+    units: int = 0
 
 
 def rebuild_hint(settings: StoreSettings) -> str:
@@ -187,20 +191,32 @@ def _spans_meta(units: Sequence[Unit]) -> str:
     return json.dumps({"u": rows, "h": headers}, separators=(",", ":"))
 
 
-def units_of_record(chunk: Chunk, meta: dict) -> list[Unit]:
-    """The units a chunk record lists (none for a record without a `units` key)."""
+def _vectors_meta(vecs: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(vecs, dtype=np.float16).tobytes()).decode("ascii")
+
+
+def listed_units(chunk: Chunk, meta: dict) -> tuple[list[Unit], np.ndarray]:
+    """The units a chunk record lists, with their vectors (float32, one row each; none for a record
+    without units)."""
     spans = json.loads(meta.get("units") or '{"u": [], "h": []}')
-    out = [unit_from_span(span, chunk, spans["h"]) for span in spans["u"]]
-    return [u for u in out if u is not None]
+    n = len(spans["u"])
+    raw = base64.b64decode(meta.get("unit_vectors") or "")
+    vecs = np.frombuffer(raw, dtype=np.float16).reshape(n, -1) if n and raw else np.zeros((0, 0), np.float16)
+    if len(vecs) != n:
+        raise StoreError(f"the chunk record {chunk.id} lists {n} units but holds {len(vecs)} vectors — rebuild the store (`make ingest`)")
+    keep = [(u, i) for i, span in enumerate(spans["u"]) if (u := unit_from_span(span, chunk, spans["h"])) is not None]
+    return [u for u, _ in keep], vecs[[i for _, i in keep]].astype(np.float32)
 
 
 def _pages_to_meta(pages: tuple[int, ...]) -> dict[str, int]:
     return {"page_first": pages[0], "page_last": pages[1]} if pages else {}
 
 
-def _chunk_meta(c: Chunk, file_meta: dict, units: Sequence[Unit]) -> dict:
+def _chunk_meta(c: Chunk, file_meta: dict, units: Sequence[Unit], unit_vecs: np.ndarray) -> dict:
     meta = {"source": c.source, "section": SECTION_SEP.join(c.section), "start": c.start, "end": c.end,
             **_pages_to_meta(c.pages), **file_meta, "units": _spans_meta(units)}
+    if len(units):
+        meta["unit_vectors"] = _vectors_meta(unit_vecs)
     if c.header:
         meta["header"] = c.header
     return meta
@@ -218,12 +234,8 @@ class Store:
                 self.chunks = self.client.get_or_create_collection(
                     name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
                 )
-                self.units = self.client.get_or_create_collection(
-                    name + UNITS_SUFFIX, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
-                )
             else:
                 self.chunks = self.client.get_collection(name, embedding_function=None)
-                self.units = self.client.get_collection(name + UNITS_SUFFIX, embedding_function=None)
         except StoreError:
             raise
         except Exception as err:
@@ -237,7 +249,6 @@ class Store:
             ) from None
         self.identity = store_identity(settings)
         self._lexical = None
-        self.orphans: list[str] = []  # unit ids no chunk lists, as the last manifest() found
 
     @property
     def lexical(self):
@@ -258,6 +269,7 @@ class Store:
             ingested_at=meta.get("ingested_at", ""),
             documents=int(meta.get("documents", 0)),
             chunks=int(meta.get("chunks", 0)),
+            units=int(meta.get("units", 0)),
         )
 
     def check_compatible(self, model_id: str, chunker_version: str) -> CollectionInfo:
@@ -298,49 +310,31 @@ class Store:
         ]
 
     def all_units(self, with_vectors: bool = False) -> tuple[list[Unit], np.ndarray | None]:
-        """Every unit a present chunk lists (a full scan, for tools and tests); with its vector, when
-        asked, if the unit's record is there."""
-        units = [
-            u for cid, rec in self._scan(self.chunks, ["documents", "metadatas"])
-            for u in units_of_record(chunk_from_record(cid, rec["documents"], rec["metadatas"]), rec["metadatas"])
-        ]
+        """Every unit of every chunk (a full scan, for tools and tests), and their vectors if asked."""
+        units, vecs = [], []
+        for cid, rec in self._scan(self.chunks, ["documents", "metadatas"]):
+            us, vs = listed_units(chunk_from_record(cid, rec["documents"], rec["metadatas"]), rec["metadatas"])
+            units += us
+            vecs.append(vs)
         if not with_vectors:
             return units, None
-        vecs = {uid: rec["embeddings"] for uid, rec in self._scan(self.units, ["embeddings"])}
-        units = [u for u in units if u.id in vecs]
-        return units, np.asarray([vecs[u.id] for u in units], dtype=np.float32).reshape(len(units), -1)
+        return units, (np.concatenate([v for v in vecs if len(v)]) if units else np.zeros((0, 0), np.float32))
 
     def manifest(self) -> dict[str, FileState]:
-        """Per source file: the hash it was ingested from and how complete it is. Also notes the
-        unit records no chunk lists (`orphans`)."""
+        """Per source file: the hash it was ingested from and how complete it is."""
         states: dict[str, dict] = {}
-        listed: dict[str, str] = {}  # unit id -> source
         for _, rec in self._scan(self.chunks, ["metadatas"]):
             m = rec["metadatas"]
             s = states.setdefault(m["source"], {"shas": set(), "ec": 0, "eu": 0, "c": 0, "u": 0})
             s["shas"].add(m["file_sha"])
             s["ec"], s["eu"] = int(m["file_chunks"]), int(m["file_units"])
             s["c"] += 1
-            for span in json.loads(m.get("units") or '{"u": []}')["u"]:
-                listed[span[0]] = m["source"]
-        self.orphans = []
-        for uid, _ in self._scan(self.units, []):
-            if uid in listed:
-                states[listed[uid]]["u"] += 1
-            else:
-                self.orphans.append(uid)
+            s["u"] += len(json.loads(m.get("units") or '{"u": []}')["u"])
         out = {}
         for source, s in states.items():
             sha = next(iter(s["shas"])) if len(s["shas"]) == 1 else ""
             out[source] = FileState(sha, s["ec"], s["eu"], s["c"], s["u"])
         return out
-
-    def delete_orphans(self) -> int:
-        """Delete the unit records the last manifest() found no chunk listing; how many."""
-        orphans, self.orphans = self.orphans, []
-        for i in range(0, len(orphans), _PAGE):
-            self.units.delete(ids=orphans[i : i + _PAGE])
-        return len(orphans)
 
     def count(self) -> int:
         return self.chunks.count()
@@ -353,30 +347,17 @@ class Store:
         return out
 
     def units_of_chunks(self, chunks: Sequence[Chunk]) -> tuple[list[Unit], np.ndarray]:
-        """The units of these chunks, with their vectors (two round trips per 200 chunks: the spans
-        from the chunk records, then the units' vectors by id)."""
+        """The units of these chunks, with their vectors, read from the chunk records (one round trip
+        per 200 chunks)."""
         units, vecs = [], []
         for i in range(0, len(chunks), 200):
             part = {c.id: c for c in chunks[i : i + 200]}
             page = self.chunks.get(ids=list(part), include=["metadatas"])
-            listed = [u for cid, meta in zip(page["ids"], page["metadatas"]) for u in units_of_record(part[cid], meta)]
-            if not listed:
-                continue
-            got = self.units.get(ids=[u.id for u in listed], include=["embeddings"])
-            by_id = dict(zip(got["ids"], got["embeddings"]))
-            for u in listed:
-                if u.id in by_id:
-                    units.append(u)
-                    vecs.append(by_id[u.id])
-        return units, (np.asarray(vecs, dtype=np.float32).reshape(len(vecs), -1) if vecs else np.zeros((0, 0), np.float32))
-
-    def nearest_units(self, vec: np.ndarray, k: int) -> list[tuple[str, str]]:
-        """(unit id, chunk id) of the k units nearest to vec (Chroma's HNSW index)."""
-        n = self.units.count()
-        if not n:
-            return []
-        res = self.units.query(query_embeddings=[np.asarray(vec, dtype=np.float32)], n_results=min(k, n), include=[])
-        return [(uid, chunk_of_unit(uid)) for uid in res["ids"][0]]
+            for cid, meta in zip(page["ids"], page["metadatas"]):
+                us, vs = listed_units(part[cid], meta)
+                units += us
+                vecs += [vs] if us else []
+        return units, (np.concatenate(vecs) if vecs else np.zeros((0, 0), np.float32))
 
     # -- the lexical index (ingest.lexical) ----------------------------------------
     def lexical_manifest(self, fingerprint: str) -> dict | None:
@@ -443,41 +424,30 @@ class Store:
 
     # -- writing -----------------------------------------------------------------
     def delete_source(self, source: str) -> None:
-        """Its chunks and the units they list (units of chunks never written are orphans: see manifest)."""
-        page = self.chunks.get(where={"source": source}, include=["metadatas"])
-        uids = [span[0] for m in page["metadatas"] for span in json.loads(m.get("units") or '{"u": []}')["u"]]
-        for i in range(0, len(uids), _PAGE):
-            self.units.delete(ids=uids[i : i + _PAGE])
         self.chunks.delete(where={"source": source})
 
     def add(self, files: Sequence[tuple[list[Chunk], np.ndarray, list[Unit], np.ndarray, str]]) -> None:
         """Write files' (chunks, chunk vectors, units, unit vectors, file sha) in few round trips
-        (upsert: ids are deterministic, so a retry never duplicates). Units first, chunks last:
-        a file counts as present only once its chunks are all there."""
-        units, chunks, chunk_meta = [], [], []
-        for cs, _, us, _, sha in files:
+        (upsert: ids are deterministic, so a retry never duplicates). Each chunk record carries its
+        units and their vectors, so a file is present exactly as far as its chunks are."""
+        chunks, chunk_meta = [], []
+        for cs, _, us, uv, sha in files:
             file_meta = {"file_sha": sha, "file_chunks": len(cs), "file_units": len(us)}
-            units += us
+            rows: dict[str, list[int]] = {}
+            for i, u in enumerate(us):
+                rows.setdefault(u.chunk_id, []).append(i)
+            for c in cs:
+                mine = rows.get(c.id, [])
+                chunk_meta.append(_chunk_meta(c, file_meta, [us[i] for i in mine], uv[mine] if mine else uv[:0]))
             chunks += cs
-            chunk_meta += [file_meta] * len(cs)
-        unit_vecs = np.concatenate([f[3] for f in files]) if units else None
         chunk_vecs = np.concatenate([f[1] for f in files]) if chunks else None
-        by_chunk: dict[str, list[Unit]] = {}
-        for u in units:
-            by_chunk.setdefault(u.chunk_id, []).append(u)
-        for i in range(0, len(units), _PAGE):
-            part = units[i : i + _PAGE]
-            self.units.upsert(
-                ids=[u.id for u in part],
-                embeddings=unit_vecs[i : i + _PAGE],
-            )
         for i in range(0, len(chunks), _PAGE):
             part = chunks[i : i + _PAGE]
             self.chunks.upsert(
                 ids=[c.id for c in part],
                 embeddings=chunk_vecs[i : i + _PAGE],
                 documents=[c.text for c in part],
-                metadatas=[_chunk_meta(c, meta, by_chunk.get(c.id, ())) for c, meta in zip(part, chunk_meta[i : i + _PAGE])],
+                metadatas=chunk_meta[i : i + _PAGE],
             )
 
     def set_info(self, info: CollectionInfo) -> None:
@@ -490,13 +460,15 @@ class Store:
                 "ingested_at": info.ingested_at,
                 "documents": info.documents,
                 "chunks": info.chunks,
+                "units": info.units,
             }
         )
         self.chunks.modify(metadata=meta)
 
     def drop(self) -> None:
         self._lexical = None
-        for name in (self.settings.collection, self.settings.collection + UNITS_SUFFIX, self.settings.collection + LEXICAL_SUFFIX):
+        names = ("", LEGACY_UNITS_SUFFIX, LEXICAL_SUFFIX)
+        for name in (self.settings.collection + suffix for suffix in names):
             try:
                 self.client.delete_collection(name)
             except Exception:  # absent already: nothing to drop

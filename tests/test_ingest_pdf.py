@@ -222,7 +222,7 @@ def test_ingest_stores_pages_and_reads_them_back(tmp_path, pdf_path, embedder):
     try:
         chunks = {c.id: c for c in store.all_chunks()}
         units = {u.id: u for u in store.all_units()[0]}
-        raw = store.units.get(include=["metadatas"])["metadatas"]
+        raw = store.chunks.get(include=["metadatas"])["metadatas"]
     finally:
         store.client.close()
     for want in want_chunks:
@@ -231,7 +231,7 @@ def test_ingest_stores_pages_and_reads_them_back(tmp_path, pdf_path, embedder):
         assert units[want.id] == want
     assert {c.pages for c in chunks.values() if c.source == "notes.md"} == {()}
     assert {u.pages for u in units.values() if u.source == "report.pdf"} >= {(1, 1), (2, 2), (4, 4), (5, 5)}
-    assert set(map(type, raw)) <= {type(None)}  # a unit record is a vector: its chunk lists its pages
+    assert all(set(m) >= {"units", "unit_vectors"} for m in raw if m["file_units"])  # the units ride in their chunks
     # what a citation shows: the stored span in the text loaded again, on its page
     again = load_file(corpus / "report.pdf", "report.pdf")
     for u in units.values():
@@ -259,7 +259,7 @@ def test_a_store_written_before_pages_still_reads_and_is_rebuilt(tmp_path, pdf_p
         metadatas=[{"source": c.source, "section": "", "start": c.start, "end": c.end, "header": c.header, **file_meta}
                    for c in chunks],
     )
-    old.units.upsert(
+    old.client.get_or_create_collection("corpus__units", embedding_function=None).upsert(
         ids=[u.id for u in units],
         embeddings=rng.normal(size=(len(units), 384)).astype(np.float32),
         documents=[u.text for u in units],
@@ -272,7 +272,7 @@ def test_a_store_written_before_pages_still_reads_and_is_rebuilt(tmp_path, pdf_p
     store = Store(settings)
     try:
         assert {c.pages for c in store.all_chunks()} == {()}
-        assert store.all_units()[0] == []  # its chunk records list no units (v8 keeps their spans there)
+        assert store.all_units()[0] == []  # its chunk records list no units (since v8 they do)
         assert {c.pages for c in store.get_chunks([chunks[0].id])} == {()}
         with pytest.raises(StoreError, match=r"older chunker \(v5\).*(python -m ingest|make ingest)") as err:
             store.check_compatible(MODEL_ID, CHUNKER_VERSION)
@@ -286,5 +286,6 @@ def test_a_store_written_before_pages_still_reads_and_is_rebuilt(tmp_path, pdf_p
     try:
         store.check_compatible(MODEL_ID, CHUNKER_VERSION)
         assert {c.id: c.pages for c in store.all_chunks()} == {c.id: c.pages for c in chunks}
+        assert [c.name for c in store.client.list_collections() if c.name.endswith("__units")] == []  # the old units went
     finally:
         store.client.close()

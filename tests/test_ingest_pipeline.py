@@ -20,7 +20,7 @@ from ingest.chunk import CHUNKER_VERSION, chunk_document
 from ingest.embed import MODEL_ID
 from ingest.errors import StoreError
 from ingest.load import load_paths
-from ingest.records import Document, chunk_of_unit
+from ingest.records import Document
 from ingest.settings import StoreSettings
 from ingest.store import Store, fingerprint, rebuild_hint
 
@@ -56,19 +56,15 @@ def snapshot(store_path: Path, collection: str = "corpus") -> dict:
     store = Store(StoreSettings(path=Path(store_path), collection=collection))
     try:
         chunks = store.chunks.get(include=["documents", "metadatas"])
-        units = store.units.get(include=["documents", "metadatas"])
-        assert set(units["documents"]) <= {None}, "a unit record holds no text: it is cut from its chunk"
-        assert set(map(type, units["metadatas"])) <= {type(None)}, "a unit record is a vector: its chunk lists its span"
-        listed = {u.id: u for u in store.all_units()[0]}
-        spans = {uid: {"start": u.start, "end": u.end, "kind": u.kind} for uid, u in listed.items()}
+        listed, _ = store.all_units()
         out = {
             "chunks": {i: (d, m) for i, d, m in zip(chunks["ids"], chunks["documents"], chunks["metadatas"])},
-            "units": {i: (listed[i].text if i in listed else None, {"source": listed[i].source if i in listed else ""}
-                          | spans.get(i, {})) for i in units["ids"]},
+            "units": {u.id: (u.text, {"source": u.source, "start": u.start, "end": u.end, "kind": u.kind}) for u in listed},
             "meta": dict(store.chunks.metadata or {}),
             "count": store.count(),
-            "unit_count": store.units.count(),
+            "unit_count": store.info().units,
         }
+        assert not any(c.name.endswith("__units") for c in store.client.list_collections()), "units live in chunk records"
     finally:
         store.client.close()
     assert out["count"] == len(out["chunks"]) and out["unit_count"] == len(out["units"])
@@ -170,18 +166,18 @@ def test_a_chunk_vector_is_the_normalised_mean_of_its_unit_vectors(tmp_path, emb
     store = Store(StoreSettings(path=tmp_path / "store"))
     try:
         chunks = store.chunks.get(include=["embeddings", "documents"])
-        units = store.units.get(include=["embeddings"])
+        units, unit_vecs = store.all_units(with_vectors=True)
     finally:
         store.client.close()
     by_chunk: dict[str, list] = {}
-    for uid, vec in zip(units["ids"], units["embeddings"]):
-        by_chunk.setdefault(chunk_of_unit(uid), []).append(np.asarray(vec, dtype=np.float32))
+    for u, vec in zip(units, unit_vecs):
+        by_chunk.setdefault(u.chunk_id, []).append(vec)
     checked = 0
     for cid, vec in zip(chunks["ids"], chunks["embeddings"]):
         if cid not in by_chunk:
             continue
         mean = np.mean(by_chunk[cid], axis=0)
-        assert float(np.asarray(vec) @ (mean / np.linalg.norm(mean))) > 0.9999, cid
+        assert float(np.asarray(vec) @ (mean / np.linalg.norm(mean))) > 0.9999, cid  # units stored as float16
         assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
         checked += 1
     assert checked >= len(chunks["ids"]) - 2  # nearly every chunk of the corpus has units
@@ -654,8 +650,8 @@ class _DyingCollection:
 
 def test_update_interrupted_mid_write_is_repaired_by_the_next_run(tmp_path, embedder, monkeypatch):
     """Deterministic kill points inside an incremental update (the store was complete before):
-    after a changed file's old chunks are deleted, after its units are written, and halfway
-    through its chunks. The next run must end exactly where a clean ingest does."""
+    after a changed file's old chunks are deleted, and halfway through its new chunks. The next
+    run must end exactly where a clean ingest does."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     shutil.copy(CORPUS / "anthropic-rsp-review.md", corpus / "a-review.md")
@@ -681,8 +677,7 @@ def test_update_interrupted_mid_write_is_repaired_by_the_next_run(tmp_path, embe
         path.write_text(path.read_text(encoding="utf-8") + extra, encoding="utf-8")
 
     edit("b-seed.txt", "Harbour notes\nSection titled “Harbour notes”The gauges overflowed twice in March.\n")
-    interrupted_run("units", 0.0)  # old chunks and units deleted, nothing new written yet
-    interrupted_run("chunks", 0.0)  # new units written, no chunks yet
+    interrupted_run("chunks", 0.0)  # old chunks (and the units they carry) deleted, nothing new written yet
     edit("b-seed.txt", "The gutters had not been cleaned since the autumn storms. Nobody noticed until May.\n")
     (corpus / "c-new.md").write_text(GOOD_MD, encoding="utf-8")
     interrupted_run("chunks", 0.5)  # half of the changed file's chunks written
@@ -729,13 +724,12 @@ def test_server_mode_ingest_and_query(chroma_server, embedder, tmp_path, monkeyp
     assert store.count() == info.chunks == summary.added
     text = (corpus / "anthropic-rsp-review.md").read_bytes().decode("utf-8")
 
-    # the closest sentence to the question, and the chunk that holds it
-    ((uid, cid),) = store.nearest_units(embedder.encode_one("When was RSP v3 released?"), 1)
-    units, _ = store.units_of_chunks(store.get_chunks([cid]))
-    (sentence,) = [u.text for u in units if u.id == uid]
-    assert "24 February 2026" in sentence, sentence
-    (owner,) = store.get_chunks([cid])
-    assert text[owner.start : owner.end] == owner.text
+    # the closest sentence to the question, read from the chunk records the server holds
+    units, vecs = store.units_of_chunks(store.all_chunks())
+    best = units[int(np.argmax(vecs @ embedder.encode_one("When was RSP v3 released?")))]
+    assert "24 February 2026" in best.text, best.text
+    (owner,) = store.get_chunks([best.chunk_id])
+    assert text[owner.start : owner.end] == owner.text and owner.text[best.start - owner.start : best.end - owner.start] == best.text
 
     # the closest chunk to the question asked in full words
     hits = store.chunks.query(

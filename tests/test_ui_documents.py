@@ -90,7 +90,7 @@ def ask(ctl, question: str):
 def store_counts(store: StoreSettings) -> tuple[int, int, dict]:
     s = Store(store)
     manifest = s.manifest()
-    return s.chunks.count(), s.units.count(), manifest
+    return s.chunks.count(), s.info().units, manifest
 
 
 @pytest.mark.parametrize(
