@@ -195,10 +195,15 @@ def _vectors_meta(vecs: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(vecs, dtype=np.float16).tobytes()).decode("ascii")
 
 
+def _spans(meta: dict) -> dict:
+    """A chunk record's `units` (see _spans_meta); empty for a record without them."""
+    return json.loads(meta.get("units") or '{"u": [], "h": []}')
+
+
 def listed_units(chunk: Chunk, meta: dict) -> tuple[list[Unit], np.ndarray]:
     """The units a chunk record lists, with their vectors (float32, one row each; none for a record
     without units)."""
-    spans = json.loads(meta.get("units") or '{"u": [], "h": []}')
+    spans = _spans(meta)
     n = len(spans["u"])
     raw = base64.b64decode(meta.get("unit_vectors") or "")
     vecs = np.frombuffer(raw, dtype=np.float16).reshape(n, -1) if n and raw else np.zeros((0, 0), np.float16)
@@ -290,7 +295,7 @@ class Store:
             )
         return info
 
-    def _scan(self, collection, include: list[str]):  # include=[]: ids only
+    def _scan(self, collection, include: list[str]):
         offset = 0
         while True:
             page = collection.get(include=include, limit=_PAGE, offset=offset)
@@ -329,7 +334,7 @@ class Store:
             s["shas"].add(m["file_sha"])
             s["ec"], s["eu"] = int(m["file_chunks"]), int(m["file_units"])
             s["c"] += 1
-            s["u"] += len(json.loads(m.get("units") or '{"u": []}')["u"])
+            s["u"] += len(_spans(m)["u"])
         out = {}
         for source, s in states.items():
             sha = next(iter(s["shas"])) if len(s["shas"]) == 1 else ""
@@ -438,7 +443,7 @@ class Store:
                 rows.setdefault(u.chunk_id, []).append(i)
             for c in cs:
                 mine = rows.get(c.id, [])
-                chunk_meta.append(_chunk_meta(c, file_meta, [us[i] for i in mine], uv[mine] if mine else uv[:0]))
+                chunk_meta.append(_chunk_meta(c, file_meta, [us[i] for i in mine], uv[mine]))
             chunks += cs
         chunk_vecs = np.concatenate([f[1] for f in files]) if chunks else None
         for i in range(0, len(chunks), _PAGE):
