@@ -17,7 +17,7 @@ from .units import label_only
 TOP_FOR_CONFIDENCE = 5
 
 
-def decide(query: Query, scored: Sequence[Scored], index, threshold: float) -> Decision:
+def decide(query: Query, scored: Sequence[Scored], index, threshold: float, model_weight: float = 0.0) -> Decision:
     useful = [s for s in scored if not label_only(s.unit)]
     kind = qtype.expected_type(query.focus)
     typed = tuple(s for s in useful if qtype.satisfies(kind, s.unit.text))
@@ -25,14 +25,18 @@ def decide(query: Query, scored: Sequence[Scored], index, threshold: float) -> D
         return Decision(True, 0.0, threshold, "answer type" if useful else "no candidates")
     if qtype.unknown_identifiers(query.focus, index.identifiers):
         return Decision(True, 0.0, threshold, "unknown identifier")
-    confidence = max(_strength(s) for s in typed[:TOP_FOR_CONFIDENCE]) * (1.0 - 0.5 * unknown_share(query, index.stats))
+    strength = max(_strength(s, model_weight) for s in typed[:TOP_FOR_CONFIDENCE])
+    confidence = strength * (1.0 - 0.5 * unknown_share(query, index.stats))
     if confidence < threshold:
         return Decision(True, confidence, threshold, "below threshold", typed)
     return Decision(False, confidence, threshold, "", typed)
 
 
-def _strength(s: Scored) -> float:
-    """How well the unit answers: the cheap evidence score (the ranker only orders)."""
+def _strength(s: Scored, model_weight: float) -> float:
+    """How well the unit answers: the cheap evidence score, blended with the ranker's
+    probability where the ranker scored the unit."""
+    if model_weight and s.model >= 0:
+        return (1.0 - model_weight) * s.evidence + model_weight * s.model
     return s.evidence
 
 

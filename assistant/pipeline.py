@@ -82,7 +82,7 @@ class Assistant:
         rescore = self.settings.rescore if rescore is None else rescore
         scored = score_units(query, qvec, hits, index, self.settings.candidates, everywhere=rescore)
         if rescore and self.ranker is not None:
-            scored = model_rescore(query, scored, self.ranker, index, self.settings.rank_candidates)
+            scored = model_rescore(query, scored, self.ranker, index, self.settings.rank_candidates, self.settings.ranker_weight)
         if rescore:
             hits = rerank(hits, scored, index.chunks)
         return hits, scored, index
@@ -91,7 +91,8 @@ class Assistant:
         """Stages retrieve, rank and decide for a cleaned question and its resolved query."""
         hits, scored, index = self.retrieve(query, mode)
         threshold = calibration.resolve(self.settings, index.meta)
-        decision = replace(decide(query, scored, index, threshold.value), threshold_source=threshold.source)
+        decision = replace(decide(query, scored, index, threshold.value, self.settings.ranker_confidence),
+                           threshold_source=threshold.source)
         return Evidence(
             question=question,
             history=tuple(history),

@@ -116,7 +116,6 @@ def rerank(hits: Sequence[Hit], scored: Sequence[Scored], chunks: dict) -> list[
 
 
 # -- the learned ranker --------------------------------------------------------------------------
-W_MODEL = 0.15  # weight of the ranker's probability added to the cheap score
 MODEL_QUESTION_WORDS = 40  # the question the model sees (follow-ups carry their context)
 
 
@@ -140,8 +139,8 @@ def candidate_body(unit, index) -> str:
     return unit.text
 
 
-def model_rescore(query: Query, scored: Sequence[Scored], ranker, index, n: int) -> list[Scored]:
-    """The top n units re-scored with the cross-encoder: score = cheap score + W_MODEL × p(answers);
+def model_rescore(query: Query, scored: Sequence[Scored], ranker, index, n: int, weight: float) -> list[Scored]:
+    """The top n units re-scored with the cross-encoder: score = cheap score + weight × p(answers);
     units it did not score follow, in their order."""
     from dataclasses import replace
 
@@ -151,7 +150,7 @@ def model_rescore(query: Query, scored: Sequence[Scored], ranker, index, n: int)
     if not head:
         return list(scored)
     probs = ranker.score(model_question(query), [candidate_text(s.unit.section, candidate_body(s.unit, index)) for s in head])
-    rescored = [replace(s, score=s.score + W_MODEL * float(p), model=float(p)) for s, p in zip(head, probs)]
+    rescored = [replace(s, score=s.score + weight * float(p), model=float(p)) for s, p in zip(head, probs)]
     rescored.sort(key=lambda s: -s.score)
     floor = min(s.score for s in rescored) - 1.0
     return rescored + [replace(s, score=floor + 0.01 * s.score) for s in tail]

@@ -56,12 +56,28 @@ class RankerSpec:
     """How the cross-encoder is cut from the base model; stored in the manifest."""
 
     layers: int = 4  # transformer layers kept, from the bottom
-    trained: int = 1  # top layers fine-tuned (shipped in float16)
+    trained: int = 1  # top layers trained (whole, in float16; or through LoRA factors)
     max_length: int = 96  # tokens of question + candidate, question first
+    lora_rank: int = 0  # 0: the trained layers ship whole; r > 0: low-rank factors of their linears
+    lora_alpha: float = 16.0  # LoRA scale = alpha / rank
 
     @property
     def trained_layers(self) -> tuple[int, ...]:
         return tuple(range(self.layers - self.trained, self.layers))
+
+    @property
+    def lora_scale(self) -> float:
+        return self.lora_alpha / self.lora_rank if self.lora_rank else 0.0
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> "RankerSpec":
+        return cls(int(manifest["layers"]), int(manifest["trained"]), int(manifest["max_length"]),
+                   int(manifest.get("lora_rank", 0)), float(manifest.get("lora_alpha", 16.0)))
+
+
+# the linears of a BERT layer that LoRA adapts (all of them)
+LORA_TARGETS = ("attention.self.query", "attention.self.key", "attention.self.value",
+                "attention.output.dense", "intermediate.dense", "output.dense")
 
 
 def base_model_path() -> Path:
@@ -80,7 +96,61 @@ def build_model(spec: RankerSpec):
     bert = BertModel.from_pretrained(
         str(base_model_path()), num_hidden_layers=spec.layers, add_pooling_layer=False, local_files_only=True
     )
-    return CrossEncoderNet(bert, torch.nn.Linear(bert.config.hidden_size, 1))
+    net = CrossEncoderNet(bert, torch.nn.Linear(bert.config.hidden_size, 1))
+    if spec.lora_rank:
+        add_lora(net, spec)
+    return net
+
+
+@lru_cache(maxsize=1)
+def _lora_class():
+    import torch
+
+    class _LoRALinear(torch.nn.Module):
+        """base(x) + scale · x Aᵀ Bᵀ, with B starting at zero (the base model's output)."""
+
+        def __init__(self, base, rank: int, scale: float) -> None:
+            super().__init__()
+            self.base = base
+            self.scale = scale
+            self.lora_a = torch.nn.Parameter(torch.empty(rank, base.in_features))
+            self.lora_b = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+            torch.nn.init.kaiming_uniform_(self.lora_a, a=5 ** 0.5)
+
+        def forward(self, x):
+            return self.base(x) + (x @ self.lora_a.t() @ self.lora_b.t()) * self.scale
+
+        def merged(self):
+            """The plain linear with the low-rank update folded into its weight."""
+            with torch.no_grad():
+                self.base.weight += self.scale * (self.lora_b.float() @ self.lora_a.float()).to(self.base.weight.dtype)
+            return self.base
+
+    return _LoRALinear
+
+
+def _lora_modules(net, spec: RankerSpec):
+    """(parent module, attribute, dotted name) of each adapted linear."""
+    for i in spec.trained_layers:
+        for target in LORA_TARGETS:
+            path = f"bert.encoder.layer.{i}.{target}"
+            parent_path, attr = path.rsplit(".", 1)
+            yield net.get_submodule(parent_path), attr, path
+
+
+def add_lora(net, spec: RankerSpec) -> None:
+    cls = _lora_class()
+    for parent, attr, _ in _lora_modules(net, spec):
+        setattr(parent, attr, cls(getattr(parent, attr), spec.lora_rank, spec.lora_scale))
+
+
+def merge_lora(net, spec: RankerSpec) -> None:
+    """Fold every adapter into its linear: the net becomes a plain BERT again (same outputs)."""
+    cls = _lora_class()
+    for parent, attr, _ in _lora_modules(net, spec):
+        module = getattr(parent, attr)
+        if isinstance(module, cls):
+            setattr(parent, attr, module.merged())
 
 
 @lru_cache(maxsize=1)
@@ -110,15 +180,29 @@ def CrossEncoderNet(bert, head):  # noqa: N802  (a factory: torch is imported on
     return _net_class()(bert, head)
 
 
+def is_trained(name: str, spec: RankerSpec) -> bool:
+    """Whether training changes this parameter (a name of the net as build_model makes it): the
+    head; the trained layers whole, or with LoRA their factors, biases and LayerNorms."""
+    if name.startswith("head."):
+        return True
+    if not name.startswith(tuple(f"bert.encoder.layer.{i}." for i in spec.trained_layers)):
+        return False
+    return not spec.lora_rank or name.endswith((".lora_a", ".lora_b", ".bias")) or ".LayerNorm." in name
+
+
+def shipped_names(net, spec: RankerSpec) -> dict[str, str]:
+    """{name in the shipped file: name in the net} for what training changed; an adapted
+    linear's bias ships under the plain BERT name ('…query.bias', not '…query.base.bias')."""
+    return {name.replace(".base.", "."): name for name, _ in net.named_parameters() if is_trained(name, spec)}
+
+
 def trained_state(net, spec: RankerSpec) -> dict:
-    """The tensors training changed: the top layer(s) in float16, the head in float32."""
+    """The tensors training changed: the layers' in float16, the head's in float32."""
+    params = dict(net.named_parameters())
     out = {}
-    prefixes = tuple(f"bert.encoder.layer.{i}." for i in spec.trained_layers)
-    for name, tensor in net.state_dict().items():
-        if name.startswith(prefixes):
-            out[name] = tensor.detach().to("cpu").half().contiguous()
-        elif name.startswith("head."):
-            out[name] = tensor.detach().to("cpu").float().contiguous()
+    for shipped, own in shipped_names(net, spec).items():
+        t = params[own].detach().to("cpu")
+        out[shipped] = (t.float() if own.startswith("head.") else t.half()).contiguous()
     return out
 
 
@@ -138,6 +222,8 @@ def save(net, spec: RankerSpec, directory: Path, extra: dict | None = None) -> d
         "layers": spec.layers,
         "trained": spec.trained,
         "max_length": spec.max_length,
+        "lora_rank": spec.lora_rank,
+        "lora_alpha": spec.lora_alpha,
         "trail_headings": TRAIL_HEADINGS,
         **(extra or {}),
     }
@@ -208,7 +294,7 @@ class Ranker:
 
     def _load(self) -> None:
         manifest = read_manifest(self.directory)
-        spec = RankerSpec(int(manifest["layers"]), int(manifest["trained"]), int(manifest["max_length"]))
+        spec = RankerSpec.from_manifest(manifest)
         encoder = self.encoder or encoder_from_env()
         if _runtime_of(encoder) == "onnx":
             self._onnx, self._pairs = self._export(manifest, spec, encoder.models_dir), Tokens(base_model_path(), spec.max_length)
@@ -240,11 +326,12 @@ class Ranker:
         except (SafetensorError, OSError) as err:
             raise RankerError(f"ranker weights unreadable ({err}); {FIX}") from None
         net = build_model(spec)
-        own = net.state_dict()
-        expected = set(trained_state(net, spec))
-        if set(tensors) != expected or any(tensors[k].shape != own[k].shape for k in tensors):
+        names = shipped_names(net, spec)
+        params = dict(net.named_parameters())
+        if set(tensors) != set(names) or any(tensors[k].shape != params[names[k]].shape for k in tensors):
             raise RankerError(f"ranker weights in {self.directory} do not fit the base model; {FIX}")
-        net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+        net.load_state_dict({names[k]: v.float() for k, v in tensors.items()}, strict=False)
+        merge_lora(net, spec)
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)

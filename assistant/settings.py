@@ -36,6 +36,8 @@ class Settings:
     ranker: bool = False  # the learned cross-encoder re-scores the best units (assistant/ranker.py)
     ranker_dir: str = ""  # weights folder; "" = the packaged assistant/models
     rank_candidates: int = 16  # units the cross-encoder re-scores per question
+    ranker_weight: float = 0.15  # order: cheap score + this × p(answers)
+    ranker_confidence: float = 0.0  # abstain: (1 − this) × cheap evidence + this × p(answers)
     # answers
     max_sentences: int = 3
     abstain_threshold: float | None = None  # None: the collection's calibration, else the packaged one

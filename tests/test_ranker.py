@@ -76,7 +76,8 @@ def test_tiny_squad_offsets_are_real():
                 assert para["context"][a["answer_start"] : a["answer_start"] + len(a["text"])] == a["text"]
 
 
-def test_training_loss_falls():
+def _train_tiny(spec):
+    """A few steps on the tiny SQuAD slice: the net, its lists, mean loss before and after, the report."""
     import torch
     from transformers import AutoTokenizer
 
@@ -93,9 +94,8 @@ def test_training_loss_falls():
         assert q.answer in r.candidates[0]
         assert r.candidates[0].startswith(paragraphs[q.paragraph].article + ": ")
         assert any(not c.startswith(paragraphs[q.paragraph].article) for c in r.candidates[1:])
-    spec = rk.RankerSpec(layers=2, trained=1, max_length=64)
-    settings = replace(tr.TrainSettings(), spec=spec, batch_pairs=12, lr=5e-4, head_lr=5e-3, warmup=0.0,
-                       max_minutes=5.0)
+    settings = replace(tr.TrainSettings(), spec=spec, batch_pairs=12, lr=5e-4 if not spec.lora_rank else 3e-3,
+                       head_lr=5e-3, warmup=0.0, max_minutes=5.0)
     tr.seed_everything(0)
     torch.set_num_threads(2)
     net = rk.build_model(spec)
@@ -113,9 +113,37 @@ def test_training_loss_falls():
     assert report["steps"] >= 8 and not report["stopped_early"]
     print(f"loss {before:.3f} -> {after:.3f} in {report['steps']} steps")
     assert after < 0.85 * before, (before, after)
-    # only the top layer and the head moved: exactly what ships
     changed = {k for k, v in net.state_dict().items() if not torch.equal(v, base[k])}
+    return net, tokenizer, lists, changed
+
+
+def test_training_loss_falls():
+    spec = rk.RankerSpec(layers=2, trained=1, max_length=64)
+    net, _, _, changed = _train_tiny(spec)
+    # only the top layer and the head moved: exactly what ships
     assert changed and changed <= set(rk.trained_state(net, spec))
+
+
+def test_lora_training_ships_its_factors_and_merges_at_load(tmp_path):
+    """All layers trained through LoRA: only factors, biases, LayerNorms and the head move; the
+    saved file, loaded and merged into the base weights, scores as the trained net did."""
+    import torch
+
+    from ingest.settings import EncoderSettings
+
+    spec = rk.RankerSpec(layers=2, trained=2, max_length=64, lora_rank=4)
+    net, tokenizer, lists, changed = _train_tiny(spec)
+    names = rk.shipped_names(net, spec)
+    assert changed and changed <= set(names.values())
+    assert any(k.endswith(".lora_b") for k in changed) and not any(k.endswith(".base.weight") for k in changed)
+    manifest = rk.save(net, spec, tmp_path)
+    assert manifest["lora_rank"] == 4 and set(rk.trained_state(net, spec)) == set(names)
+    loaded = rk.Ranker(tmp_path, encoder=EncoderSettings(runtime="torch"))
+    r = lists[0]
+    with torch.no_grad():
+        expected = rk.predict(net, tokenizer, spec, r.question, list(r.candidates))
+    np.testing.assert_allclose(loaded.score(r.question, r.candidates), expected, atol=3e-3)
+    assert not any(type(m).__name__ == "_LoRALinear" for m in loaded._net.modules())  # merged: a plain BERT
 
 
 def test_candidate_text_format():
