@@ -1,5 +1,6 @@
 """python -m evals [run] [--set NAME|PATH ...] [--store DIR | --chroma-host H --chroma-port N] [--collection C] [--no-gate]
 python -m evals calibrate [--set NAME|PATH] [--write] [--write-packaged]
+python -m evals probe [--set NAME|PATH ...]   (the learned ranker against the cheap unit score)
 python -m evals new --corpus DIR --out PATH [--items N] [--force]
 python -m evals from-feedback [FEEDBACK.jsonl] --out PATH [--corpus DIR]
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 EVALS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = EVALS_DIR.parent
-COMMANDS = ("run", "calibrate", "new", "from-feedback")
+COMMANDS = ("run", "calibrate", "probe", "new", "from-feedback")
 
 
 def data_root() -> Path:
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.write_packaged and len(sets) > 1:
                 raise EvalSetError("--write-packaged takes one --set (the packaged threshold is fitted on rsp)")
             return max(_calibrate(name, args) for name in sets)
+        if args.command == "probe":
+            return max(_probe(name, args) for name in sets)
         return max(_run(name, args) for name in sets)
     except (EvalSetError, IngestError, SettingsError) as err:
         print(f"evals: error: {err}", file=sys.stderr)
@@ -158,6 +161,24 @@ def _calibrate(name: str, args) -> int:
     if args.write_packaged:
         calibration.PACKAGED_FILE.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {calibration.PACKAGED_FILE}")
+    return 0
+
+
+def _probe(name: str, args) -> int:
+    from dataclasses import asdict
+
+    from .probe import by_kind, probe_rows, summarize, table
+
+    es = _load(name)
+    rows = probe_rows(es, _settings(es, args))
+    overall, kinds = summarize(rows), by_kind(rows)
+    folder = (args.out or EVALS_DIR / "reports") / re.sub(r"[^A-Za-z0-9._-]+", "-", es.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "probe.json"
+    path.write_text(json.dumps({"set": es.name, "overall": overall, "by_kind": kinds,
+                                "rows": [asdict(r) for r in rows]}, indent=1) + "\n", encoding="utf-8")
+    print(table(es.name, overall, kinds))
+    print(f"wrote {path}")
     return 0
 
 

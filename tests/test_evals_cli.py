@@ -152,3 +152,40 @@ def test_calibrated_collection_threshold_is_used_named_and_kept(html_corpus, tmp
     answer = ask()
     assert answer["threshold"] == pytest.approx(fitted, abs=1e-4)
     assert "calibrated on set tea, before the corpus last changed" in answer["threshold_source"]
+
+
+def test_probe_compares_the_ranker_with_the_cheap_score(html_corpus, tmp_path, capsys):
+    """`probe` runs each question to the rank stage with the real ranker at weight 0: every
+    re-scored unit carries p, gold units are found by the items' quotes, and the table and JSON
+    say how often each scorer puts a gold unit first."""
+    set_dir = _write_set(tmp_path / "tea", html_corpus)
+    reports = tmp_path / "reports"
+    assert main(["probe", "--set", str(set_dir), "--out", str(reports)]) == 0
+    out = capsys.readouterr().out
+    assert "| tea |" in out and "top-1 ranker" in out
+    probe = json.loads((reports / "tea" / "probe.json").read_text())
+    rows = {r["id"]: r for r in probe["rows"]}
+    assert set(rows) == {"f1", "f2", "f3", "u1"} and not rows["u1"]["answerable"]
+    for r in rows.values():
+        assert r["p"] and len(r["p"]) == len(r["cheap"]) == len(r["gold"])
+        assert all(0.0 <= p <= 1.0 for p in r["p"]) and r["cheap"] == sorted(r["cheap"], reverse=True)
+    assert all(any(rows[i]["gold"]) for i in ("f1", "f2", "f3")) and not any(rows["u1"]["gold"])
+    overall = probe["overall"]
+    assert overall["answerable_with_gold_candidate"] == 3
+    # on these three plain questions both scorers put the quoted sentence first
+    assert overall["top1_cheap"] == 1.0 and overall["top1_ranker"] == 1.0
+    assert overall["auc_confidence"] is not None and 0.0 <= overall["auc_ranker_max_p"] <= 1.0
+
+
+def test_probe_summary_counts_what_each_scorer_puts_first():
+    from evals.probe import ProbeRow, summarize
+
+    rows = [
+        ProbeRow("a", "fact", True, 0.6, (0.9, 0.7), (0.1, 0.9), (False, True)),  # the ranker is right
+        ProbeRow("b", "fact", True, 0.5, (0.9, 0.2), (0.8, 0.1), (True, False)),  # both are right
+        ProbeRow("u", "unanswerable", False, 0.55, (0.5,), (0.05,), (False,)),
+    ]
+    s = summarize(rows)
+    assert s["answerable_with_gold_candidate"] == 2
+    assert s["top1_cheap"] == 0.5 and s["top1_ranker"] == 1.0 and s["top1_cheap+0.15p"] == 0.5 and s["top1_cheap+0.5p"] == 1.0
+    assert s["auc_confidence"] == 0.5 and s["auc_ranker_max_p"] == 1.0
