@@ -175,8 +175,9 @@ def _probe(name: str, args) -> int:
     folder = (args.out or EVALS_DIR / "reports") / re.sub(r"[^A-Za-z0-9._-]+", "-", es.name)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "probe.json"
-    path.write_text(json.dumps({"set": es.name, "overall": overall, "by_kind": kinds,
-                                "rows": [asdict(r) for r in rows]}, indent=1) + "\n", encoding="utf-8")
+    head = json.dumps({"set": es.name, "overall": overall, "by_kind": kinds}, indent=1)[:-2]
+    body = ",\n".join(json.dumps(asdict(r)) for r in rows)  # one row per line
+    path.write_text(f'{head},\n "rows": [\n{body}\n ]\n}}\n', encoding="utf-8")
     print(table(es.name, overall, kinds))
     print(f"wrote {path}")
     return 0
