@@ -130,24 +130,23 @@ def _lora_class():
 
 
 def _lora_modules(net, spec: RankerSpec):
-    """(parent module, attribute, dotted name) of each adapted linear."""
+    """(parent module, attribute) of each adapted linear."""
     for i in spec.trained_layers:
         for target in LORA_TARGETS:
-            path = f"bert.encoder.layer.{i}.{target}"
-            parent_path, attr = path.rsplit(".", 1)
-            yield net.get_submodule(parent_path), attr, path
+            parent, attr = f"bert.encoder.layer.{i}.{target}".rsplit(".", 1)
+            yield net.get_submodule(parent), attr
 
 
 def add_lora(net, spec: RankerSpec) -> None:
     cls = _lora_class()
-    for parent, attr, _ in _lora_modules(net, spec):
+    for parent, attr in _lora_modules(net, spec):
         setattr(parent, attr, cls(getattr(parent, attr), spec.lora_rank, spec.lora_scale))
 
 
 def merge_lora(net, spec: RankerSpec) -> None:
     """Fold every adapter into its linear: the net becomes a plain BERT again (same outputs)."""
     cls = _lora_class()
-    for parent, attr, _ in _lora_modules(net, spec):
+    for parent, attr in _lora_modules(net, spec):
         module = getattr(parent, attr)
         if isinstance(module, cls):
             setattr(parent, attr, module.merged())
