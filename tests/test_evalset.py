@@ -299,6 +299,33 @@ def test_squad_build_from_a_squad_shaped_file(tmp_path):
         squad.build({"nope": 1}, tmp_path / "x")
 
 
+def test_squad_holdout_leaves_paragraphs_out_and_asks_about_them(tmp_path):
+    from evals import squad
+
+    def para(n, k):
+        ctx = f"In Article {n}, the tower Beta{n}x{k} stands {200 + 10 * n + k} metres tall."
+        qas = [{"id": f"q{n}x{k}x{j}", "question": f"How tall is the tower Beta{n}x{k} ({j})?",
+                "answers": [{"answer_start": 0, "text": f"{200 + 10 * n + k} metres"}]} for j in range(2)]
+        if k == 0:  # its answer is also said by a kept paragraph: never an unanswerable item
+            qas.append({"id": f"shared{n}", "question": "Which article is this?", "answers": [{"answer_start": 0, "text": f"Article {n}"}]})
+        return {"context": ctx, "qas": qas}
+
+    fake = {"version": "1.1", "data": [{"title": f"Article_{n}", "paragraphs": [para(n, k) for k in range(6)]} for n in range(5)]}
+    out = squad.build_holdout(fake, tmp_path / "holdout", articles=4, seed=3, answerable=3, unanswerable=2)
+    es = load_set(out)  # every answerable item's evidence is verbatim in the corpus
+    corpus = "".join(p.read_text() for p in sorted((out / "corpus").iterdir()))
+    assert len(list((out / "corpus").iterdir())) == 4 and corpus.count("stands") == 4 * 4  # a third left out
+    yes = [i for i in es.items if i.answerable]
+    no = [i for i in es.items if not i.answerable]
+    assert len(yes) == 4 * 3 and len(no) == 4 * 2
+    towers = {i.id: i.question.split()[5] for i in es.items}
+    assert all(towers[i.id] in corpus for i in yes) and not any(towers[i.id] + " " in corpus for i in no)
+    assert not any(i.id.startswith("squad-shared") for i in no)
+    assert dict(es.headline)["abstains when it should"] == "abstain_unanswerable"
+    again = squad.build_holdout(fake, tmp_path / "again", articles=4, seed=3, answerable=3, unanswerable=2)
+    assert (again / "items.jsonl").read_text() == (out / "items.jsonl").read_text()
+
+
 def test_brackets_inside_a_quoted_code_line_are_not_markers():
     from types import SimpleNamespace
 
