@@ -55,13 +55,13 @@ def resolve(question: str, history: Sequence[Turn], max_turns: int = 6) -> Query
         return Query(question)
     # the previous question may itself have leaned on the one before it
     previous = resolve(earlier[-1], [Turn("user", q) for q in earlier[:-1]], max_turns)
-    return Query(question, f"{previous.text} {_last_answer(history)}".strip())
+    return Query(question, f"{previous.text} {last_answer(history)}".strip())
 
 
 _MARKER = re.compile(r"\[\d+\]")
 
 
-def _last_answer(history: Sequence[Turn]) -> str:
+def last_answer(history: Sequence[Turn]) -> str:
     """The assistant's last answer without its citation markers ('' if it abstained): what
     'that law' or 'the one after that' may point at."""
     said = next((t.content for t in reversed(history) if t.role == "assistant"), "")

@@ -13,17 +13,21 @@ _NUMBER_WORDS = r"(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelv
 _BARE_NUMBER = r"(?<![\w.\-])\d[\d,]*(\.\d+)?(?![\w\-]|\.\w)"
 
 PATTERNS = {
-    "date": re.compile(rf"\b{_MONTHS}\b|\b(19|20)\d\d\b|\bq[1-4]\b|\bquarter\b", re.IGNORECASE),
+    "date": re.compile(rf"\b{_MONTHS}\b|\b1[0-9]\d\d\b|\b20\d\d\b|\bq[1-4]\b|\bquarter\b", re.IGNORECASE),
     "number": re.compile(rf"{_BARE_NUMBER}|\b{_NUMBER_WORDS}\b", re.IGNORECASE),
     "percent": re.compile(r"%|\bper ?cent\b", re.IGNORECASE),
     "money": re.compile(r"[$€£¥]\s?\d|\b\d[\d,.]*\s?(million|billion|thousand)?\s?(dollars|usd|eur|euros|pounds)\b", re.IGNORECASE),
 }
 
+# up to three words between 'what/which' and the noun it asks for ('what exact date', 'which month
+# and year', 'what concrete milestone dates'), none a verb or preposition ('what happened in the year')
+_MODIFIERS = (r"(?:(?!(?:is|are|was|were|did|does|do|has|have|had|can|could|will|would|should|happened|happens"
+              r"|of|in|on|at|for|to|by|about|with|from)\b)\w+\s+){0,3}")
 _ASKS = [
     ("percent", re.compile(r"\b(what|which) (percentage|percent|share|proportion)\b|\bhow many percent\b", re.I)),
     ("money", re.compile(r"\bhow much (money|did|does|has|have|was|is|will)\b.*\b(cost|spend|spent|pay|paid|worth|budget|fund|invest)|\b(dollar|monetary) (value|amount)\b|\bhow much .*\b(worth|cost)\b", re.I)),
     ("number", re.compile(r"\bhow (many|much|long|often)\b|\bwhat (score|number|count|amount)\b", re.I)),
-    ("date", re.compile(r"^\s*(when|in what year|what year|which year|since when|by when)\b|\bwhat (date|year|month|day)\b|\bon what date\b", re.I)),
+    ("date", re.compile(rf"^\s*(when|in what year|since when|by when)\b|\b(what|which)\s+{_MODIFIERS}(dates?|years?|months?|day)\b", re.I)),
 ]
 
 _IDENTIFIER = re.compile(r"\b[A-Za-z]+[-‐–]?\d+(?:\.\d+)*\b|\b\d+\.\d+\b|\b[A-Z][a-z]+ \d+(?:\.\d+)*\b")

@@ -55,6 +55,23 @@ def test_abstains_when_the_corpus_does_not_say(assistant, question):
     assert answer.citations == ()
 
 
+@pytest.mark.parametrize(
+    "question, kind",
+    [
+        ("When was it released?", "date"),
+        ("What concrete milestone dates does the roadmap set?", "date"),
+        ("In which month and year did Opus 4 first trigger ASL-3?", "date"),
+        ("What happened in the years after the war?", None),  # a verb between: not asking for a date
+        ("What is the date format?", None),
+        ("How many reviewers are there?", "number"),
+    ],
+)
+def test_the_answer_type_a_question_asks_for(question, kind):
+    from assistant import qtype
+
+    assert qtype.expected_type(question) == kind
+
+
 def test_every_answer_cites_exact_spans(assistant):
     for q in [
         "Which Claude models are ASL-2?",
@@ -91,6 +108,15 @@ def test_follow_up_what_about(assistant):
     a1 = assistant.ask(q1)
     a2 = assistant.ask("What about DeepMind's?", [Turn("user", q1), Turn("assistant", a1.text)])
     assert "No explicit pause" in a2.text
+
+
+def test_a_follow_up_is_not_told_only_what_it_was_just_told(assistant):
+    first = assistant.ask("Who is Zvi Mowshowitz?")
+    answer = assistant.ask("What does he criticise?", [("Who is Zvi Mowshowitz?", first.text)])
+    assert not first.abstained and not answer.abstained
+    assert answer.text != first.text
+    assert {c.quote for c in answer.citations} - {c.quote for c in first.citations}  # something new, cited
+    check_citations(assistant, answer)
 
 
 def test_follow_up_query_carries_the_last_answer_without_markers():

@@ -11,10 +11,12 @@ from typing import Iterator, Sequence
 
 from ingest.records import Unit, split_row
 
+from ..conversation import last_answer
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
 from ..units import label_only, leads_in, overlaps, run_after, with_list
 
+_MARKER = re.compile(r"\[\d+\]")
 MARGIN = 0.06  # further sentences must score within this of the best one
 REDUNDANT = 0.9  # cosine above which a further sentence repeats a chosen one
 
@@ -42,7 +44,11 @@ class ExtractiveBackend:
         chosen = select(d.units, evidence.index, self.settings.max_sentences)
         near = [h.chunk.id for h in evidence.hits[: self.settings.candidates]]
         rest = [s for s in d.units if s not in chosen]
-        for part, citation in compose_parts(chosen, evidence.query, evidence.index, near, rest):
+        pieces = list(compose_parts(chosen, evidence.query, evidence.index, near, rest))
+        news = something_new(pieces, evidence, rest) if evidence.query.context else None
+        if news is not None:
+            pieces = list(compose_parts(chosen + [news], evidence.query, evidence.index, near, rest))
+        for part, citation in pieces:
             yield part if not parts else " " + part
             parts.append(part)
             cites.append(citation)
@@ -51,6 +57,25 @@ class ExtractiveBackend:
             yield Answer(NOT_IN_CORPUS, True, related=evidence.related, **common)
             return
         yield Answer(" ".join(parts), False, tuple(cites), **common)
+
+
+def _plain(text: str) -> str:
+    return " ".join(_MARKER.sub(" ", text).split())
+
+
+def something_new(pieces: Sequence[tuple[str, Citation]], evidence: Evidence, rest: Sequence[Scored]) -> Scored | None:
+    """A follow-up whose answer would only repeat the previous answer gets, beside it, the best
+    unit the user has not been shown yet, if that unit would be answered on its own (its evidence
+    reaches the threshold)."""
+    said = _plain(last_answer(evidence.history))
+    if not said or not pieces or not all(_plain(text) in said for text, _ in pieces):
+        return None
+    for s in rest:
+        if s.evidence < evidence.decision.threshold:
+            return None
+        if not label_only(s.unit) and _plain(s.unit.text) not in said:
+            return s
+    return None
 
 
 def select(scored: Sequence[Scored], index, max_sentences: int) -> list[Scored]:
