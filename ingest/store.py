@@ -200,13 +200,18 @@ def _spans(meta: dict) -> dict:
     return json.loads(meta.get("units") or '{"u": [], "h": []}')
 
 
+def unit_vectors(meta: dict, n: int) -> np.ndarray:
+    """The float16 vectors a chunk record holds for its n units, one row each."""
+    raw = base64.b64decode(meta.get("unit_vectors") or "")
+    return np.frombuffer(raw, dtype=np.float16).reshape(n, -1) if n and raw else np.zeros((0, 0), np.float16)
+
+
 def listed_units(chunk: Chunk, meta: dict) -> tuple[list[Unit], np.ndarray]:
     """The units a chunk record lists, with their vectors (float32, one row each; none for a record
     without units)."""
     spans = _spans(meta)
     n = len(spans["u"])
-    raw = base64.b64decode(meta.get("unit_vectors") or "")
-    vecs = np.frombuffer(raw, dtype=np.float16).reshape(n, -1) if n and raw else np.zeros((0, 0), np.float16)
+    vecs = unit_vectors(meta, n)
     if len(vecs) != n:
         raise StoreError(f"the chunk record {chunk.id} lists {n} units but holds {len(vecs)} vectors — rebuild the store (`make ingest`)")
     keep = [(u, i) for i, span in enumerate(spans["u"]) if (u := unit_from_span(span, chunk, spans["h"])) is not None]

@@ -11,12 +11,11 @@ from typing import Iterator, Sequence
 
 from ingest.records import Unit, split_row
 
-from ..conversation import last_answer
+from ..conversation import last_answer, strip_markers
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
 from ..units import label_only, leads_in, overlaps, run_after, with_list
 
-_MARKER = re.compile(r"\[\d+\]")
 MARGIN = 0.06  # further sentences must score within this of the best one
 REDUNDANT = 0.9  # cosine above which a further sentence repeats a chosen one
 
@@ -60,7 +59,7 @@ class ExtractiveBackend:
 
 
 def _plain(text: str) -> str:
-    return " ".join(_MARKER.sub(" ", text).split())
+    return " ".join(strip_markers(text).split())
 
 
 def something_new(pieces: Sequence[tuple[str, Citation]], evidence: Evidence, rest: Sequence[Scored]) -> Scored | None:
