@@ -1,16 +1,18 @@
 """The decide stage: answer, or say plainly that the corpus does not say.
 
-Confidence is the best evidence score among the top answerable units that hold what the question
-asks for (a date, a number, an amount), lowered by the share of the question's words the corpus
-never uses. The corpus "does not say" when no unit qualifies, when the question names an
-identifier the corpus never mentions ("ASL-5", "v2.6"), or when confidence is below the threshold.
+Confidence is the best evidence score (with the bonus for naming the identifier the question
+names) among the top answerable units that hold what the question asks for (a date, a number, an
+amount; the numbers inside the names the question names do not count), lowered by the share of
+the question's words the corpus never uses. The corpus "does not say" when no unit qualifies, when
+the question names an identifier the corpus never mentions ("ASL-5", "v2.6"), or when confidence is
+below the threshold.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 from . import qtype
-from .rank import unknown_share
+from .rank import W_IDENTIFIER, unknown_share
 from .records import Citation, Decision, Query, Scored
 from .units import label_only
 
@@ -20,7 +22,8 @@ TOP_FOR_CONFIDENCE = 5
 def decide(query: Query, scored: Sequence[Scored], index, threshold: float, model_weight: float = 0.0) -> Decision:
     useful = [s for s in scored if not label_only(s.unit)]
     kind = qtype.expected_type(query.focus)
-    typed = tuple(s for s in useful if qtype.satisfies(kind, s.unit.text))
+    names = qtype.identifiers(query.focus)
+    typed = tuple(s for s in useful if qtype.satisfies(kind, s.unit.text, names))
     if not typed:
         return Decision(True, 0.0, threshold, "answer type" if useful else "no candidates")
     if qtype.unknown_identifiers(query.focus, index.identifiers):
@@ -33,11 +36,16 @@ def decide(query: Query, scored: Sequence[Scored], index, threshold: float, mode
 
 
 def _strength(s: Scored, model_weight: float) -> float:
-    """How well the unit answers: the cheap evidence score, blended with the ranker's
-    probability where the ranker scored the unit."""
+    """How well the unit answers: the cheap evidence score plus its bonus for naming the identifier
+    the question names, blended with the ranker's probability where the ranker scored the unit.
+    'When did RSP v2.4 come out?' is answered by the one row naming v2.4, though a bare table row
+    shares few words with the question. A quoted phrase orders units but adds no confidence: on
+    nodejs it lifted 'the StringDecoder `fatal` option', which the corpus has only for another
+    class, above most answerable questions."""
+    base = s.evidence + W_IDENTIFIER * s.named
     if model_weight and s.model >= 0:
-        return (1.0 - model_weight) * s.evidence + model_weight * s.model
-    return s.evidence
+        return (1.0 - model_weight) * base + model_weight * s.model
+    return base
 
 
 def related(scored: Sequence[Scored], limit: int) -> tuple[Citation, ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 _MONTHS = r"(january|february|march|april|may|june|july|august|september|october|november|december)"
-_NUMBER_WORDS = r"(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|hundred|thousand|million|billion)"
+_NUMBER_WORDS = r"(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|hundred|thousand|million|billion|half|halves|twice|double|triple|thirds?|quarters?)"
 _BARE_NUMBER = r"(?<![\w.\-])\d[\d,]*(\.\d+)?(?![\w\-]|\.\w)"
 
 PATTERNS = {
@@ -30,6 +30,7 @@ _ASKS = [
     ("date", re.compile(rf"^\s*(when|in what year|since when|by when)\b|\b(what|which)\s+{_MODIFIERS}(dates?|years?|months?|day)\b", re.I)),
 ]
 
+_YEAR = re.compile(r"(?<![\w.\-])(1[0-9]|20)\d\d(?![\w\-]|\.\d)")
 _IDENTIFIER = re.compile(r"\b[A-Za-z]+[-‐–]?\d+(?:\.\d+)*\b|\b\d+\.\d+\b|\b[A-Z][a-z]+ \d+(?:\.\d+)*\b")
 
 
@@ -40,12 +41,18 @@ def expected_type(question: str) -> str | None:
     return None
 
 
-def satisfies(kind: str | None, text: str) -> bool:
+def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = frozenset()) -> bool:
+    """Whether the text holds what the question asks for. The numbers inside the names the
+    question itself names do not count: in 'What score did Claude Opus 4 achieve?', a sentence
+    about 'Opus 4' holds no score because of its '4'."""
     if kind is None:
         return True
+    if named:
+        text = _IDENTIFIER.sub(lambda m: " " if _canon(m.group(0)) in named else m.group(0), text)
     if kind == "money":  # an amount of money is a number with a currency or a scale word
         return bool(PATTERNS["money"].search(text))
-    if kind == "number":
+    if kind == "number":  # a year is not a count, a score or a duration
+        text = _YEAR.sub(" ", text)
         return bool(PATTERNS["number"].search(text) or PATTERNS["percent"].search(text))
     return bool(PATTERNS[kind].search(text))
 
@@ -81,3 +88,13 @@ def corpus_identifiers(texts) -> set[str]:
 def unknown_identifiers(question: str, known: set[str]) -> set[str]:
     """Identifiers the question names that the corpus never does."""
     return {i for i in identifiers(question) if i not in known and not i.isdigit()}
+
+
+# “…”, "…", `…`, ‘…’, and '…' where the quote marks stand outside words (not the apostrophes of "it's")
+_QUOTED = re.compile(r"(?:[“\"`‘]|(?<!\w)')([^“”\"`‘’]{2,80}?)(?:[”\"`’]|'(?!\w))")
+
+
+def quoted(text: str) -> set[str]:
+    """Phrases the question puts in quotes ('the “If-Then” structure'), lower-cased: a unit that
+    holds one word for word is about what was asked, even when its words are stopwords."""
+    return {" ".join(m.group(1).lower().split()) for m in _QUOTED.finditer(text) if re.search(r"\w", m.group(1))}

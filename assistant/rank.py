@@ -3,7 +3,9 @@ passages re-ordered by their best unit.
 
 The score is cheap: 0.55 × cosine (unit vectors made at ingest) + 0.35 × idf-weighted coverage of
 the question's terms + 0.10 × the rank of the unit's passage among the fused hits, plus a bonus for
-naming the exact identifier the question names ('v2.2', 'ASL-4'), larger the rarer it is.
+naming the exact identifier the question names ('v2.2', 'ASL-4') or holding a phrase it quotes
+('the “If-Then” structure', `path.join()`: words a lexical scorer drops as stopwords or splits),
+larger the rarer it is.
 """
 from __future__ import annotations
 
@@ -91,10 +93,16 @@ def score_units(
     for ident, count in asked:
         # 'v2.2' named in one row is a sharp signal; 'v3', named everywhere, is not
         named[[i for i, ns in enumerate(names) if ident in ns]] += min(1.0, 3.0 / count) / len(asked)
+    quoted = np.zeros(n, dtype=np.float32)
+    phrases = qtype.quoted(query.focus)
+    for phrase in phrases:  # rare among the units that compete: a sharp signal, as for identifiers
+        holding = [i for i, u in enumerate(units) if phrase in " ".join(u.text.lower().split())]
+        if holding:
+            quoted[holding] += min(1.0, 3.0 / len(holding)) / len(phrases)
     ranks_a = np.asarray(ranks)
     prior = np.where(ranks_a >= 0, 1.0 / (1.0 + 0.25 * np.maximum(ranks_a, 0)), 0.0).astype(np.float32)
     evidence = W_DENSE * dense + W_LEX * lexical + W_RANK * prior
-    total_score = evidence + W_IDENTIFIER * named
+    total_score = evidence + W_IDENTIFIER * (named + quoted) / (2.0 if asked and phrases else 1.0)
     if not everywhere:
         total_score = np.where((ranks_a >= 0) & (ranks_a < candidates), total_score, -np.inf)
     best = np.argsort(-total_score, kind="stable")[: max(candidates * 6, 30)]

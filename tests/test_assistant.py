@@ -72,6 +72,55 @@ def test_the_answer_type_a_question_asks_for(question, kind):
     assert qtype.expected_type(question) == kind
 
 
+@pytest.mark.parametrize(
+    "question, text, holds",
+    [
+        # the '4' of the name the question names is no score
+        ("What score did Claude Opus 4 achieve?", "Claude Opus 4 triggered this threshold.", False),
+        ("What score did Claude Opus 4 achieve?", "Claude Opus 4 scored 62 on it.", True),
+        # a year is not a count
+        ("How many reviewers were chosen?", "Reviewers were chosen in April 2026.", False),
+        ("How many reviewers were chosen?", "Three reviewers were chosen in April 2026.", True),
+        ("How much of the novel is set in the Bronx?", "About half of the action (1948) is set there.", True),
+        ("When did RSP v2.4 come out?", "| v2.4 | August 2025 |", True),  # a date keeps its year
+    ],
+)
+def test_what_counts_as_the_answer_type(question, text, holds):
+    from assistant import qtype
+
+    kind = qtype.expected_type(question)
+    assert qtype.satisfies(kind, text, qtype.identifiers(question)) is holds
+
+
+@pytest.mark.parametrize(
+    "question, phrases",
+    [
+        ("Which version introduced the “If-Then” commitment structure?", {"if-then"}),
+        ("How does `path.join()` work?", {"path.join()"}),
+        ("How much of 'City Boy: The Adventures' is set in the Bronx?", {"city boy: the adventures"}),
+        ("What's Anthropic's view? It's odd", set()),  # apostrophes are not quotes
+    ],
+)
+def test_quoted_phrases_of_a_question(question, phrases):
+    from assistant import qtype
+
+    assert qtype.quoted(question) == phrases
+
+
+def test_a_quoted_phrase_finds_the_unit_that_holds_it(assistant):
+    # 'if' and 'then' are stopwords: only the quoted phrase points at the v2.0 row
+    answer = assistant.ask("Which RSP version introduced the “If-Then” commitment structure?")
+    assert not answer.abstained and "v2.0" in answer.text
+    assert "If-Then" in answer.citations[0].quote
+
+
+def test_a_row_naming_the_asked_identifier_is_answered(assistant):
+    # the row shares few words with the question; naming v2.4 is what makes it the answer
+    answer = assistant.ask("When did RSP v2.4 come out?")
+    assert not answer.abstained and "August 2025" in answer.text
+    check_citations(assistant, answer)
+
+
 def test_every_answer_cites_exact_spans(assistant):
     for q in [
         "Which Claude models are ASL-2?",
