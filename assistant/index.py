@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ingest.lexical import LexicalIndex
-from ingest.records import Chunk, Unit
+from ingest.records import Chunk, Unit, split_row
 
 from .qtype import corpus_identifiers
 from .terms import content_terms
@@ -120,6 +120,15 @@ class ChunkCache:
         return iter(self.keys())
 
 
+def _term_text(u: Unit) -> str:
+    """The words a unit is matched by: its heading and text, a row's column names with its cells
+    (an HTML row without its tags)."""
+    if u.kind == "row":
+        return f"{u.embed_text()} {' '.join(split_row(u.header)) if u.header else ''}"
+    heading = u.section[-1] if u.section else ""
+    return f"{heading} {u.text}"
+
+
 @dataclass
 class _Group:
     first: int
@@ -173,7 +182,7 @@ class UnitArena:
                 group = _Group(first, units, arr)
                 for i, u in enumerate(units):
                     heading = u.section[-1] if u.section else ""
-                    group.terms.append(frozenset(content_terms(f"{heading} {u.text} {u.header}")))
+                    group.terms.append(frozenset(content_terms(_term_text(u))))
                     group.names.append(corpus_identifiers([f"{heading} {u.text}"]))
                     self._unit_row[u.id] = first + i
                 self._groups[cid] = group

@@ -3,12 +3,13 @@ passages re-ordered by their best unit.
 
 The score is cheap: 0.55 × cosine (unit vectors made at ingest) + 0.35 × idf-weighted coverage of
 the question's terms + 0.10 × the rank of the unit's passage among the fused hits, plus a bonus for
-naming the exact identifier the question names ('v2.2', 'ASL-4') or holding a phrase it quotes
-('the “If-Then” structure', `path.join()`: words a lexical scorer drops as stopwords or splits),
-larger the rarer it is.
+naming the exact identifier the question names ('v2.2', 'ASL-4'), holding a phrase it quotes
+('the “If-Then” structure', `path.join()`: words a lexical scorer drops as stopwords or splits) or
+being the table row whose first cell it names ('Ctrl+U'), larger the rarer it is.
 """
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -99,6 +100,10 @@ def score_units(
         holding = [i for i, u in enumerate(units) if phrase in " ".join(u.text.lower().split())]
         if holding:
             quoted[holding] += min(1.0, 3.0 / len(holding)) / len(phrases)
+    keyed = _keyed_rows(query.focus, units)
+    if keyed:  # counted as one more quoted phrase
+        phrases = phrases | {"(row key)"}
+        quoted[keyed] += min(1.0, 3.0 / len(keyed)) / len(phrases)
     ranks_a = np.asarray(ranks)
     prior = np.where(ranks_a >= 0, 1.0 / (1.0 + 0.25 * np.maximum(ranks_a, 0)), 0.0).astype(np.float32)
     evidence = W_DENSE * dense + W_LEX * lexical + W_RANK * prior
@@ -111,6 +116,24 @@ def score_units(
         for i in best
         if np.isfinite(total_score[i])
     ]
+
+
+def _keyed_rows(question: str, units) -> list[int]:
+    """Rows whose first cell the question names word for word ('What does Ctrl+U do?' and the
+    row keyed 'Ctrl+U'; 'the pause commitment' and the row 'Pause commitment'). A key with a
+    number in it is an identifier, matched as one already."""
+    from ingest.records import split_row
+
+    asked = " ".join(question.lower().split())
+    out = []
+    for i, u in enumerate(units):
+        if u.kind != "row":
+            continue
+        cells = split_row(u.text)
+        key = " ".join(cells[0].lower().split()) if cells else ""
+        if len(key) >= 2 and not qtype.identifiers(key) and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", asked):
+            out.append(i)
+    return out
 
 
 def rerank(hits: Sequence[Hit], scored: Sequence[Scored], chunks: dict) -> list[Hit]:

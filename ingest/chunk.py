@@ -19,13 +19,14 @@ from typing import Callable
 
 from .records import Block, Chunk, Document, Unit, page_range
 from .sentences import sentence_spans
-from .structure import code_body, parse_blocks, sections, trim_lines
+from .structure import code_body, line_spans, parse_blocks, sections, table_row_spans, trim_lines
 
 # v6: code units, page ranges of PDFs, HTML text without spaces around inline elements
 # v7: a chunk's vector is the mean of its units' vectors (ingest.pipeline.chunk_vectors)
 # v8: unit records without metadata, their spans listed by the chunk record (7be0f50)
 # v9: a chunk record carries its units' spans and vectors; no unit collection (ingest.store)
-CHUNKER_VERSION = "9"
+# v10: an HTML <table> inside Markdown is a table: a unit per <tr> row, with its <th> header row
+CHUNKER_VERSION = "10"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]
@@ -94,7 +95,7 @@ def _pieces(text: str, block: Block, count: TokenCounter, target: int) -> list[_
 
 
 def _table_pieces(text: str, block: Block, count: TokenCounter, target: int) -> list[_Piece]:
-    rows = _row_spans(text, block.start, block.end)
+    rows = table_row_spans(text, block)
     if block.header_end > 0:
         header = text[block.start : block.header_end]
         body = [r for r in rows if r[0] > block.header_end]
@@ -116,7 +117,7 @@ def _table_pieces(text: str, block: Block, count: TokenCounter, target: int) -> 
 def _code_pieces(text: str, block: Block, count: TokenCounter, target: int) -> list[_Piece]:
     """Whole lines (fence lines included), packed up to the target; a line over the target
     alone is cut at spaces."""
-    return _packed(text, _row_spans(text, block.start, block.end), count, target, "code")
+    return _packed(text, line_spans(text, block.start, block.end), count, target, "code")
 
 
 def _packed(text: str, spans, count: TokenCounter, target: int, kind: str) -> list[_Piece]:
@@ -143,15 +144,6 @@ def _word_parts(text: str, a: int, b: int, count: TokenCounter, target: int) -> 
         else:
             out.append((s, e, t))
     return out
-
-
-def _row_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    spans, pos = [], start
-    for line in text[start:end].split("\n"):
-        if line.strip():
-            spans.append((pos, pos + len(line.rstrip("\r"))))
-        pos += len(line) + 1
-    return spans
 
 
 def _pack(text: str, pieces: list[_Piece], count: TokenCounter, target: int, overlap: int):
@@ -199,9 +191,9 @@ def _units(
     spans: list[tuple[str, int, int, str]] = []
     for block in blocks:
         if block.kind == "table":
-            rows = _row_spans(text, block.start, block.end)
+            rows = table_row_spans(text, block)
             if block.header_end > 0:
-                header = text[block.start : block.header_end].split("\n")[0]
+                header = text[rows[0][0] : rows[0][1]] if rows[0][1] == block.header_end else text[block.start : block.header_end].split("\n")[0]
                 spans += [("row", a, b, header) for a, b in rows if a > block.header_end]
             else:
                 spans += [("row", a, b, "") for a, b in rows]

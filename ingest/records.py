@@ -14,6 +14,7 @@ it from the next page; a cited span `a:b` on page p is highlighted at `a - start
 """
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from dataclasses import dataclass
 
@@ -96,9 +97,22 @@ class Unit:
         return head + (labelled_row(self.header, self.text) if self.kind == "row" else self.text)
 
 
+_HTML_CELL = re.compile(r"<t([dh])\b[^>]*>(.*?)</t[dh]\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[^>]+>")
+
+
+def html_cells(row: str) -> tuple[bool, list[str]]:
+    """(whether every cell is a <th>, the cells' text without tags) of one <tr> element."""
+    cells = _HTML_CELL.findall(row)
+    plain = [" ".join(_HTML_TAG.sub("", body).replace("&nbsp;", " ").split()) for _, body in cells]
+    return bool(cells) and all(tag.lower() == "h" for tag, _ in cells), plain
+
+
 def split_row(row: str) -> list[str]:
-    """Cells of a pipe-table row, stripped."""
+    """Cells of a table row, stripped: a pipe-table line or an HTML <tr> element."""
     row = row.strip()
+    if row[:3].lower() == "<tr":
+        return html_cells(row)[1]
     if row.startswith("|"):
         row = row[1:]
     if row.endswith("|"):
@@ -108,7 +122,10 @@ def split_row(row: str) -> list[str]:
 
 def labelled_row(header: str, row: str) -> str:
     """'Col: cell; Col: cell' for a table row, using the first header line."""
-    names = split_row(header.splitlines()[0]) if header else []
+    if header.lstrip()[:3].lower() == "<tr":
+        names = split_row(header)
+    else:
+        names = split_row(header.splitlines()[0]) if header else []
     cells = split_row(row)
     if len(names) != len(cells):
         return "; ".join(cells)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .records import Block
+from .records import Block, html_cells
 
 _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
 _ITEM = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+\S")
@@ -18,6 +18,9 @@ _FENCE = re.compile(r"^[ \t]*(`{3,}(?!.*`)|~{3,})")  # a backtick fence's info s
 _CLOSING_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*$")
 _NUMBERED = re.compile(r"^\d{1,2}[.)]\s")
 _ARTEFACT = "Section titled “"
+_HTML_TABLE = re.compile(r"^\s*<table\b", re.IGNORECASE)
+_HTML_TABLE_END = re.compile(r"</table\s*>", re.IGNORECASE)
+_HTML_ROW = re.compile(r"<tr\b.*?</tr\s*>", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass
@@ -112,6 +115,19 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
             blocks.append(Block("code", line.start, end))
             i = j + 1
             continue
+        if kind == "markdown" and _HTML_TABLE.match(line.text):
+            # a table written in HTML inside Markdown: a row is a <tr> element, however many lines
+            j = i
+            while j < len(lines) and not _HTML_TABLE_END.search(lines[j].text):
+                j += 1
+            if j < len(lines):
+                flush_para()
+                end = lines[j].end
+                rows = html_row_spans(text, line.start, end)
+                header_end = rows[0][1] if rows and html_cells(text[rows[0][0]:rows[0][1]])[0] else -1
+                blocks.append(Block("table", line.start, end, header_end=header_end))
+                i = j + 1
+                continue
         if stripped.startswith("|"):
             flush_para()
             j = i
@@ -143,6 +159,28 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
         i += 1
     flush_para()
     return blocks
+
+
+def html_row_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """(start, end) of every <tr> element of an HTML table in text[start:end]."""
+    return [(start + m.start(), start + m.end()) for m in _HTML_ROW.finditer(text[start:end])]
+
+
+def table_row_spans(text: str, block: Block) -> list[tuple[int, int]]:
+    """The rows of a table block: its lines, or the <tr> elements of an HTML table."""
+    if _HTML_TABLE.match(text[block.start : block.end]):
+        return html_row_spans(text, block.start, block.end)
+    return line_spans(text, block.start, block.end)
+
+
+def line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """(start, end) of every non-blank line of text[start:end], without its line break."""
+    spans, pos = [], start
+    for line in text[start:end].split("\n"):
+        if line.strip():
+            spans.append((pos, pos + len(line.rstrip("\r"))))
+        pos += len(line) + 1
+    return spans
 
 
 def _closes(line: str, fence: str) -> bool:

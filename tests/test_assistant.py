@@ -12,6 +12,7 @@ import pytest
 from assistant.pipeline import NOT_IN_CORPUS, Assistant
 from assistant.errors import CiteError, QuestionError
 from assistant.records import Turn
+from conftest import ingest_into
 from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,6 +120,54 @@ def test_a_row_naming_the_asked_identifier_is_answered(assistant):
     answer = assistant.ask("When did RSP v2.4 come out?")
     assert not answer.abstained and "August 2025" in answer.text
     check_citations(assistant, answer)
+
+
+KEYS_DOC = """# Terminal keys
+
+## Keybindings
+
+The line editor understands the keys below.
+
+<table>
+  <tr>
+    <th>Keybindings</th>
+    <th>Description</th>
+    <th>Notes</th>
+  </tr>
+  <tr>
+    <td><kbd>Ctrl</kbd>+<kbd>-</kbd></td>
+    <td>Undo previous change</td>
+    <td>Any keystroke that emits key code 0x1F will do this action in many terminals.</td>
+  </tr>
+  <tr>
+    <td><kbd>Ctrl</kbd>+<kbd>U</kbd></td>
+    <td>Delete from the current position to the line start</td>
+    <td></td>
+  </tr>
+  <tr>
+    <td><kbd>Ctrl</kbd>+<kbd>L</kbd></td>
+    <td>Clear screen</td>
+    <td></td>
+  </tr>
+</table>
+"""
+
+
+def test_a_row_of_an_html_table_is_found_by_its_key_and_shown_without_tags(tmp_path, embedder):
+    from assistant.pipeline import Assistant
+    from assistant.settings import load_settings
+    from ingest.settings import StoreSettings
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "keys.md").write_text(KEYS_DOC, encoding="utf-8")
+    ingest_into(tmp_path / "store", [tmp_path / "corpus"], embedder)
+    settings = load_settings(env={}, store=StoreSettings(path=tmp_path / "store"), corpus_dirs=(tmp_path / "corpus",))
+    answer = Assistant(settings, embedder=embedder).ask("What does the Ctrl+U key binding do in a terminal?")
+    assert not answer.abstained, answer.text
+    assert answer.text.startswith("Keybindings: Ctrl+U — Description: Delete from the current position to the line start")
+    assert "<td>" not in answer.text and "Notes:" not in answer.text.split("[1]")[0]  # no tags, no empty cell
+    first = answer.citations[0]
+    assert KEYS_DOC[first.start : first.end] == first.quote and first.quote.startswith("<tr>")
 
 
 def test_every_answer_cites_exact_spans(assistant):

@@ -338,6 +338,40 @@ def test_long_table_is_split_with_its_header_and_no_row_split(counter, embedder)
     )
 
 
+def _html_table_text(n_rows: int) -> tuple[str, list[str]]:
+    rows = [
+        f"  <tr>\n    <td><kbd>Ctrl</kbd>+<kbd>{chr(65 + i % 26)}{i}</kbd></td>\n    <td>Action number {i}</td>\n  </tr>"
+        for i in range(n_rows)
+    ]
+    text = (
+        "# Keys\n\n## Bindings\n\nThe keys below work in the terminal.\n\n<table>\n"
+        "  <tr>\n    <th>Keybindings</th>\n    <th>Description</th>\n  </tr>\n"
+        + "\n".join(rows) + "\n</table>\n\nA closing remark follows the table.\n"
+    )
+    return text, rows
+
+
+@pytest.mark.parametrize("n_rows", [3, 60])
+def test_an_html_table_in_markdown_is_a_table_of_rows(n_rows, embedder):
+    text, rows = _html_table_text(n_rows)
+    tables = [b for b in parse_blocks(text) if b.kind == "table"]
+    assert len(tables) == 1 and text[tables[0].start :].startswith("<table>")
+    assert text[: tables[0].end].endswith("</table>")
+    doc = Document("keys.md", text, "markdown", "sha")
+    chunks, units = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    row_units = [u for u in units if u.kind == "row"]
+    assert [u.text for u in row_units] == [r.strip() for r in rows]  # one unit per <tr>, the header apart
+    for u in row_units:
+        assert text[u.start : u.end] == u.text
+        assert sum(c.start <= u.start and u.end <= c.end for c in chunks) == 1
+        assert "<th>Keybindings</th>" in u.header
+    assert row_units[1].embed_text() == "Bindings: Keybindings: Ctrl+B1; Description: Action number 1"
+    assert "closing remark" in chunks[-1].text
+    if n_rows == 60:  # cut into several chunks, each continuation carrying the header row
+        continued = [c for c in chunks if c.header]
+        assert continued and all("<th>Description</th>" in c.header for c in continued)
+
+
 def test_every_sentence_of_a_long_list_item_is_a_unit(embedder):
     readings = ", ".join(f"{i * 1.7:.1f}" for i in range(35))
     item = f"- Readings in March: {readings}. Readings in April: {readings}."

@@ -105,7 +105,7 @@ def render(unit: Unit, query: Query) -> str:
     asked = set(content_terms(query.focus))
     wanted = [j for j in range(1, len(names)) if asked & set(content_terms(names[j]))]
     cols = wanted or list(range(1, len(names)))
-    parts = "; ".join(f"{names[j]}: {cells[j]}" for j in cols)
+    parts = "; ".join(f"{names[j]}: {cells[j]}" for j in cols if cells[j])
     return f"{names[0]}: {cells[0]} — {parts}"
 
 
