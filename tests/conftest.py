@@ -46,6 +46,20 @@ def ingest_into(store_dir: Path, paths, embedder, collection: str = "corpus", **
     return settings, run_ingest(settings, embedder, log=lambda s: None)
 
 
+def assistant_over(root: Path, files: dict[str, str], embedder):
+    """An extractive assistant over a small corpus written under root/corpus, ingested into root/store."""
+    from assistant.pipeline import Assistant
+    from assistant.settings import load_settings
+    from ingest.settings import StoreSettings
+
+    (root / "corpus").mkdir(parents=True)
+    for name, text in files.items():
+        (root / "corpus" / name).write_text(text, encoding="utf-8")
+    ingest_into(root / "store", [root / "corpus"], embedder)
+    settings = load_settings(env={}, store=StoreSettings(path=root / "store"), corpus_dirs=(root / "corpus",))
+    return Assistant(settings, embedder=embedder)
+
+
 @pytest.fixture(scope="session")
 def corpus_store(tmp_path_factory, embedder):
     """The real corpus ingested once into an embedded store; read-only for tests."""

@@ -12,7 +12,7 @@ import pytest
 from assistant.pipeline import NOT_IN_CORPUS, Assistant
 from assistant.errors import CiteError, QuestionError
 from assistant.records import Turn
-from conftest import ingest_into
+from conftest import assistant_over
 from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,20 +154,37 @@ The line editor understands the keys below.
 
 
 def test_a_row_of_an_html_table_is_found_by_its_key_and_shown_without_tags(tmp_path, embedder):
-    from assistant.pipeline import Assistant
-    from assistant.settings import load_settings
-    from ingest.settings import StoreSettings
-
-    (tmp_path / "corpus").mkdir()
-    (tmp_path / "corpus" / "keys.md").write_text(KEYS_DOC, encoding="utf-8")
-    ingest_into(tmp_path / "store", [tmp_path / "corpus"], embedder)
-    settings = load_settings(env={}, store=StoreSettings(path=tmp_path / "store"), corpus_dirs=(tmp_path / "corpus",))
-    answer = Assistant(settings, embedder=embedder).ask("What does the Ctrl+U key binding do in a terminal?")
+    assistant = assistant_over(tmp_path, {"keys.md": KEYS_DOC}, embedder)
+    answer = assistant.ask("What does the Ctrl+U key binding do in a terminal?")
     assert not answer.abstained, answer.text
     assert answer.text.startswith("Keybindings: Ctrl+U — Description: Delete from the current position to the line start")
     assert "<td>" not in answer.text and "Notes:" not in answer.text.split("[1]")[0]  # no tags, no empty cell
     first = answer.citations[0]
     assert KEYS_DOC[first.start : first.end] == first.quote and first.quote.startswith("<tr>")
+
+
+HARBOUR_DOC = """# The old harbour
+
+## Its builders
+
+Margarethe Oosterhuis drew the first plans of the harbour in 1731. She persuaded the town
+council to pay for a stone breakwater and hired masons from Antwerp. The breakwater still stands.
+
+## Trade
+
+Grain and timber were the main cargoes until the railway arrived.
+"""
+
+
+def test_a_sentence_that_points_back_comes_with_the_one_it_points_to(tmp_path, embedder):
+    assistant = assistant_over(tmp_path, {"harbour.md": HARBOUR_DOC}, embedder)
+    answer = assistant.ask("Who persuaded the town council to pay for the breakwater?")
+    assert not answer.abstained, answer.text
+    # 'She persuaded …' alone does not say who: the sentence before it, cited apart, does
+    assert answer.text.startswith("Margarethe Oosterhuis drew the first plans of the harbour in 1731. [1] She persuaded")
+    assert [c.quote.split()[0] for c in answer.citations[:2]] == ["Margarethe", "She"]
+    for c in answer.citations:
+        assert HARBOUR_DOC[c.start : c.end] == c.quote
 
 
 def test_every_answer_cites_exact_spans(assistant):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ingest_into
+from conftest import assistant_over
 
 DOC = """# Millbrook Community Orchard
 
@@ -42,16 +42,7 @@ includes a share of the pressed juice.
 
 @pytest.fixture(scope="module")
 def orchard(tmp_path_factory, embedder):
-    from assistant.pipeline import Assistant
-    from assistant.settings import load_settings
-    from ingest.settings import StoreSettings
-
-    root = tmp_path_factory.mktemp("orchard")
-    (root / "corpus").mkdir()
-    (root / "corpus" / "orchard.md").write_text(DOC, encoding="utf-8")
-    ingest_into(root / "store", [root / "corpus"], embedder)
-    settings = load_settings(env={}, store=StoreSettings(path=root / "store"), corpus_dirs=(root / "corpus",))
-    return Assistant(settings, embedder=embedder)
+    return assistant_over(tmp_path_factory.mktemp("orchard"), {"orchard.md": DOC}, embedder)
 
 
 def _quotes_are_spans(answer) -> None:

@@ -1,7 +1,8 @@
 """The default answerer: a short answer made of verbatim units of the corpus, each followed by [n].
 
 No generative model. The best unit, then near-best ones that add something and repeat nothing;
-a lead-in ending in ':' brings its list items; a table row is shown with its column names. Each
+a lead-in ending in ':' brings its list items; a table row is shown with its column names; a
+sentence that opens by pointing back ('She persuaded …') comes after the one it points to. Each
 cited sentence is yielded as soon as it is composed.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ingest.records import Unit, split_row
 from ..conversation import last_answer, strip_markers
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
-from ..units import label_only, leads_in, overlaps, run_after, with_list
+from ..units import label_only, leads_in, overlaps, run_after, section_units, with_list
 
 MARGIN = 0.06  # further sentences must score within this of the best one
 REDUNDANT = 0.9  # cosine above which a further sentence repeats a chosen one
@@ -195,6 +196,11 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
             yield prefix + lead.text.strip(), lead
             prefix = ""
         elif not run or unit not in run:
+            before = _antecedent(unit, index, near)
+            if before is not None and fresh(before):
+                covered.append(before)
+                yield prefix + before.text.strip(), before
+                prefix = ""
             covered.append(unit)
             yield prefix + render(unit, query), unit
             prefix = ""
@@ -205,6 +211,26 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
                 prefix = ""
         if (broad or listing) and run:
             return  # the list is the answer
+
+
+_POINTS_BACK = re.compile(r"^(he|she|it|they|his|her|its|their|this|these|those|such|the latter|the former)\b", re.I)
+
+
+def _antecedent(unit: Unit, index, near: Sequence[str]) -> Unit | None:
+    """The sentence before a sentence that opens by pointing back ('He appointed …', 'This
+    stands …'), when both stand in the same paragraph: what 'he' or 'this' is."""
+    if unit.kind != "sentence" or not _POINTS_BACK.match(unit.text.lstrip()):
+        return None
+    units = section_units(unit, index, near)
+    pos = next((i for i, u in enumerate(units) if u.id == unit.id), None)
+    if not pos:
+        return None
+    prev = units[pos - 1]
+    chunk = index.chunks.get(unit.chunk_id)
+    if prev.kind != "sentence" or chunk is None or prev.start < chunk.start or prev.end > unit.start:
+        return None
+    gap = chunk.text[prev.end - chunk.start : unit.start - chunk.start]
+    return prev if not gap.strip() and gap.count("\n") < 2 else None
 
 
 def compose_parts(
