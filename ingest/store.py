@@ -232,6 +232,17 @@ def _chunk_meta(c: Chunk, file_meta: dict, units: Sequence[Unit], unit_vecs: np.
     return meta
 
 
+# Chroma's default (100) let a question's nearest passage drop out of the 20 dense hits in some
+# processes and not others (the same SQuAD question, same store: HNSW is approximate and its
+# graph is not the same in every process); 400 found it in every run, at a millisecond's cost.
+EF_SEARCH = 400
+
+
+def _hnsw(collection) -> dict:
+    config = collection.configuration or {}
+    return config.get("hnsw") or {}
+
+
 class Store:
     """Chunks and units of one collection; opened for reading unless create=True."""
 
@@ -242,8 +253,10 @@ class Store:
         try:
             if create:
                 self.chunks = self.client.get_or_create_collection(
-                    name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+                    name, embedding_function=None, configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}}
                 )
+                if (_hnsw(self.chunks).get("ef_search") or 0) < EF_SEARCH:  # made by an earlier version
+                    self.chunks.modify(configuration={"hnsw": {"ef_search": EF_SEARCH}})
             else:
                 self.chunks = self.client.get_collection(name, embedding_function=None)
         except StoreError:

@@ -174,6 +174,26 @@ def test_ingest_stores_exact_spans_and_build_metadata(tmp_path, embedder):
     assert info.chunks == n_chunks
 
 
+def test_dense_search_explores_widely_also_in_a_store_made_before(tmp_path, embedder):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    from ingest.store import EF_SEARCH
+
+    corpus = copy_corpus(tmp_path / "corpus")
+    # a store whose collection has Chroma's default search breadth, as earlier versions made it
+    client = chromadb.PersistentClient(path=str(tmp_path / "store"), settings=ChromaSettings(anonymized_telemetry=False))
+    client.create_collection("corpus", embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
+    assert client.get_collection("corpus").configuration["hnsw"]["ef_search"] < EF_SEARCH
+    del client
+    ingest_into(tmp_path / "store", [corpus], embedder)
+    store = Store(StoreSettings(path=tmp_path / "store"))
+    try:
+        assert store.chunks.configuration["hnsw"]["ef_search"] == EF_SEARCH == 400
+    finally:
+        store.client.close()
+
+
 def test_a_chunk_vector_is_the_normalised_mean_of_its_unit_vectors(tmp_path, embedder):
     corpus = copy_corpus(tmp_path / "corpus")
     ingest_into(tmp_path / "store", [corpus], embedder)
