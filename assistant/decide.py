@@ -3,7 +3,7 @@
 Confidence is the best evidence score (with the bonus for naming the identifier the question
 names) among the top answerable units that hold what the question asks for (a date, a number, an
 amount; the numbers inside the names the question names do not count), lowered by the share of
-the question's words the corpus never uses. The corpus "does not say" when no unit qualifies, when
+the question's words the corpus never uses (nor a synonym of them). The corpus "does not say" when no unit qualifies, when
 the question names an identifier the corpus never mentions ("ASL-5", "v2.6"), or when confidence is
 below the threshold.
 """
@@ -14,12 +14,15 @@ from typing import Sequence
 from . import qtype
 from .rank import W_IDENTIFIER, unknown_share
 from .records import Citation, Decision, Query, Scored
+from .synonyms import NONE, Synonyms
 from .units import label_only
 
 TOP_FOR_CONFIDENCE = 5
 
 
-def decide(query: Query, scored: Sequence[Scored], index, threshold: float, model_weight: float = 0.0) -> Decision:
+def decide(
+    query: Query, scored: Sequence[Scored], index, threshold: float, model_weight: float = 0.0, synonyms: Synonyms = NONE
+) -> Decision:
     useful = [s for s in scored if not label_only(s.unit)]
     kind = qtype.expected_type(query.focus)
     names = qtype.identifiers(query.focus)
@@ -29,7 +32,7 @@ def decide(query: Query, scored: Sequence[Scored], index, threshold: float, mode
     if qtype.unknown_identifiers(query.focus, index.identifiers):
         return Decision(True, 0.0, threshold, "unknown identifier")
     strength = max(_strength(s, model_weight) for s in typed[:TOP_FOR_CONFIDENCE])
-    confidence = strength * (1.0 - 0.5 * unknown_share(query, index.stats))
+    confidence = strength * (1.0 - 0.5 * unknown_share(query, index.stats, synonyms))
     if confidence < threshold:
         return Decision(True, confidence, threshold, "below threshold", typed)
     return Decision(False, confidence, threshold, "", typed)

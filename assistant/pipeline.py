@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 from ingest.embed import Embedder, shared_embedder
 
-from . import calibration
+from . import calibration, synonyms
 from .backends import Backend, BackendUnavailable, make_backend
 from .backends.extractive import ExtractiveBackend
 from .clean import clean_question
@@ -51,7 +51,8 @@ class Assistant:
     ) -> None:
         self.settings = check(settings)
         self.embedder = embedder or shared_embedder()
-        self.retriever = Retriever(settings, self.embedder)
+        self.synonyms = synonyms.shared() if settings.synonyms else synonyms.NONE
+        self.retriever = Retriever(settings, self.embedder, self.synonyms)
         self.backend = backend or make_backend(settings.backend, settings, self.embedder)
         self._extractive = ExtractiveBackend(settings)
         self.ranker = ranker if ranker is not None or not settings.ranker else _ranker(settings)
@@ -80,7 +81,7 @@ class Assistant:
         hits = self.retriever.search(query.text, qvec, mode)
         index = self.retriever.index()
         rescore = self.settings.rescore if rescore is None else rescore
-        scored = score_units(query, qvec, hits, index, self.settings.candidates, everywhere=rescore)
+        scored = score_units(query, qvec, hits, index, self.settings.candidates, everywhere=rescore, synonyms=self.synonyms)
         if rescore and self.ranker is not None:
             scored = model_rescore(query, scored, self.ranker, index, self.settings.rank_candidates, self.settings.ranker_weight)
         if rescore:
@@ -91,7 +92,7 @@ class Assistant:
         """Stages retrieve, rank and decide for a cleaned question and its resolved query."""
         hits, scored, index = self.retrieve(query, mode)
         threshold = calibration.resolve(self.settings, index.meta)
-        decision = replace(decide(query, scored, index, threshold.value, self.settings.ranker_confidence),
+        decision = replace(decide(query, scored, index, threshold.value, self.settings.ranker_confidence, self.synonyms),
                            threshold_source=threshold.source)
         return Evidence(
             question=question,

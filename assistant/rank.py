@@ -2,10 +2,11 @@
 passages re-ordered by their best unit.
 
 The score is cheap: 0.55 × cosine (unit vectors made at ingest) + 0.35 × idf-weighted coverage of
-the question's terms + 0.10 × the rank of the unit's passage among the fused hits, plus a bonus for
-naming the exact identifier the question names ('v2.2', 'ASL-4'), holding a phrase it quotes
-('the “If-Then” structure', `path.join()`: words a lexical scorer drops as stopwords or splits) or
-being the table row whose first cell it names ('Ctrl+U'), larger the rarer it is.
+the question's terms (a synonym the unit holds covers part of a term: assistant.synonyms) + 0.10 ×
+the rank of the unit's passage among the fused hits, plus a bonus for naming the exact identifier
+the question names ('v2.2', 'ASL-4'), holding a phrase it quotes ('the “If-Then” structure',
+`path.join()`: words a lexical scorer drops as stopwords or splits) or being the table row whose
+first cell it names ('Ctrl+U'), larger the rarer it is.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from . import qtype
 from .records import Hit, Query, Scored
+from .synonyms import CREDIT, NONE, Synonyms
 from .terms import TermStats, content_terms
 
 W_DENSE, W_LEX, W_RANK = 0.55, 0.35, 0.10
@@ -42,18 +44,32 @@ def _weighted_terms(query: Query, stats: TermStats) -> tuple[dict[str, float], f
     return weights, (sum(focus.values()) or sum(weights.values()) or 1.0)
 
 
-def unknown_share(query: Query, stats: TermStats) -> float:
-    """Share of the question's words the corpus never uses. A follow-up is judged with the
-    turns it leans on: in 'In which book?' after a question about an argument, 'book' is one
-    word of the request, not all of it."""
+def unknown_share(query: Query, stats: TermStats, synonyms: Synonyms = NONE) -> float:
+    """Share of the question's words the corpus never uses, nor any synonym of them. A follow-up
+    is judged with the turns it leans on: in 'In which book?' after a question about an
+    argument, 'book' is one word of the request, not all of it."""
     terms = set(content_terms(query.text))
     if not terms:
         return 0.0
-    return sum(1 for t in terms if not stats.known(t)) / len(terms)
+    alts = synonyms.expansions(query.text, stats.known)
+    return sum(1 for t in terms if not stats.known(t) and t not in alts) / len(terms)
+
+
+def _coverage(weights: dict[str, float], unit_terms, alts: dict[str, dict[str, float]]) -> float:
+    """The question's term weights a unit covers: a term in full, or through a synonym,
+    synonyms.CREDIT × their similarity of it."""
+    got = 0.0
+    for t, w in weights.items():
+        if t in unit_terms:
+            got += w
+        elif t in alts:
+            got += CREDIT * w * max((sim for s, sim in alts[t].items() if s in unit_terms), default=0.0)
+    return got
 
 
 def score_units(
-    query: Query, qvec: np.ndarray, hits: Sequence[Hit], index, candidates: int, everywhere: bool = True
+    query: Query, qvec: np.ndarray, hits: Sequence[Hit], index, candidates: int, everywhere: bool = True,
+    synonyms: Synonyms = NONE,
 ) -> list[Scored]:
     """Units scored against the question by meaning and words, plus a bonus for those in the
     top fused passages; best first, the top few dozen. The units that compete are those of the
@@ -88,7 +104,8 @@ def score_units(
         return []
     dense = np.concatenate(vecs) @ qvec
     weights, total = _weighted_terms(query, index.stats)
-    lexical = np.asarray([sum(w for t, w in weights.items() if t in ts) / total for ts in terms], dtype=np.float32)
+    alts = synonyms.expansions(query.focus, index.stats.known)
+    lexical = np.asarray([_coverage(weights, ts, alts) / total for ts in terms], dtype=np.float32)
     np.minimum(lexical, 1.0, out=lexical)
     named = np.zeros(n, dtype=np.float32)
     for ident, count in asked:

@@ -1,4 +1,5 @@
-"""The retrieve stage: dense search (Chroma through llama-index) and BM25, fused by RRF.
+"""The retrieve stage: dense search (Chroma through llama-index) and BM25, fused by RRF. BM25 also
+searches, for each question word the corpus lacks, its closest synonym the corpus uses.
 
 `Retriever` keeps the CorpusIndex in step with the collection (a cheap metadata check at most
 once a second; a new index when an ingest changed the corpus fingerprint) and searches it.
@@ -29,6 +30,7 @@ from .fusion import rrf
 from .index import CorpusIndex, build_index
 from .records import Hit
 from .settings import Settings
+from .synonyms import NONE, Synonyms
 
 _FRESHNESS_SECONDS = 1.0
 MODES = ("hybrid", "dense", "bm25")
@@ -79,9 +81,10 @@ def _embed_model(embedder: Embedder):
 
 
 class Retriever:
-    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder, synonyms: Synonyms = NONE) -> None:
         self.settings = settings
         self.embedder = embedder
+        self.synonyms = synonyms
         self._lock = threading.Lock()
         self._index: CorpusIndex | None = None
         self._checked = 0.0
@@ -193,7 +196,10 @@ class Retriever:
         idx = self.index()
         s = self.settings
         dense_ids = self.dense(text, vec) if mode in ("hybrid", "dense") else []
-        bm25_ids = self.bm25(text) if mode in ("hybrid", "bm25") else []
+        if mode in ("hybrid", "bm25"):  # words the corpus lacks are searched by a synonym it uses, too
+            bm25_ids = self.bm25(" ".join([text, *self.synonyms.bridge(text, idx.stats.known)]))
+        else:
+            bm25_ids = []
         d_rank = {cid: r for r, cid in enumerate(dense_ids, 1)}
         b_rank = {cid: r for r, cid in enumerate(bm25_ids, 1)}
         fused = rrf([(dense_ids, s.dense_weight), (bm25_ids, s.bm25_weight)], s.rrf_k)

