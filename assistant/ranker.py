@@ -32,6 +32,8 @@ from ingest.onnx_runtime import sha256_file
 from ingest.records import SECTION_SEP
 from ingest.settings import EncoderSettings, encoder_from_env
 
+from .shipped import read_checked
+
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 MANIFEST = "ranker.json"
 FORMAT = 1
@@ -235,21 +237,11 @@ sha256_of = sha256_file  # one file hash for every shipped or built model file
 
 def read_manifest(directory: Path) -> dict:
     """The manifest, after checking the weights file against its sha256."""
-    path = directory / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        weights = directory / manifest["file"]
-        expected = manifest["sha256"]
-    except FileNotFoundError:
-        raise RankerError(f"ranker manifest {path} is missing; {FIX}") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise RankerError(f"ranker manifest {path} is unreadable ({type(err).__name__}); {FIX}") from None
+    manifest = read_checked(directory, MANIFEST, RankerError, "ranker", FIX)
     if manifest.get("format") != FORMAT:
-        raise RankerError(f"ranker manifest {path} has format {manifest.get('format')!r}, not {FORMAT}; {FIX}")
-    if not weights.is_file():
-        raise RankerError(f"ranker weights {weights} are missing; {FIX}")
-    if sha256_of(weights) != expected:
-        raise RankerError(f"ranker weights {weights} do not match the sha256 in {path.name} (corrupt); {FIX}")
+        raise RankerError(
+            f"ranker manifest {directory / MANIFEST} has format {manifest.get('format')!r}, not {FORMAT}; {FIX}"
+        )
     return manifest
 
 

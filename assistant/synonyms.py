@@ -17,15 +17,14 @@ The table is read once, on first use, after checking it against the sha256 in it
 from __future__ import annotations
 
 import gzip
-import json
 import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 from ingest.errors import IngestError
-from ingest.onnx_runtime import sha256_file
 
+from .shipped import read_checked
 from .terms import _stopwords, stem, words
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -88,19 +87,8 @@ class Synonyms:
 
 def load(directory: Path = MODELS_DIR) -> Synonyms:
     """The table in `directory`, checked against its manifest's sha256."""
-    path = directory / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        table = directory / manifest["file"]
-        expected = manifest["sha256"]
-    except FileNotFoundError:
-        raise SynonymsError(f"synonym manifest {path} is missing; {FIX}") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise SynonymsError(f"synonym manifest {path} is unreadable ({type(err).__name__}); {FIX}") from None
-    if not table.is_file():
-        raise SynonymsError(f"synonym table {table} is missing; {FIX}")
-    if sha256_file(table) != expected:
-        raise SynonymsError(f"synonym table {table} does not match the sha256 in {path.name} (corrupt); {FIX}")
+    manifest = read_checked(directory, MANIFEST, SynonymsError, "synonym table", FIX)
+    table = directory / manifest["file"]
     rows: dict[str, str] = {}
     with gzip.open(table, "rt", encoding="utf-8") as f:
         for line in f:
