@@ -3,9 +3,9 @@
 Confidence is the best evidence score (with the bonus for naming the identifier the question
 names) among the top answerable units that hold what the question asks for (a date, a number, an
 amount; the numbers inside the names the question names do not count), lowered by the share of
-the question's words the corpus never uses (nor a synonym of them). The corpus "does not say" when no unit qualifies, when
-the question names an identifier the corpus never mentions ("ASL-5", "v2.6"), or when confidence is
-below the threshold.
+the question's words the corpus never uses (nor a synonym of them). The corpus "does not say"
+when no unit qualifies, when the question names an identifier the corpus never mentions
+("ASL-5", "v2.6"), or when confidence is below the threshold.
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ingest.records import split_row
+
 from . import qtype
 from .records import Hit, Query, Scored
 from .synonyms import CREDIT, NONE, Synonyms
@@ -111,20 +113,20 @@ def score_units(
     for ident, count in asked:
         # 'v2.2' named in one row is a sharp signal; 'v3', named everywhere, is not
         named[[i for i, ns in enumerate(names) if ident in ns]] += min(1.0, 3.0 / count) / len(asked)
-    quoted = np.zeros(n, dtype=np.float32)
-    phrases = qtype.quoted(query.focus)
-    for phrase in phrases:  # rare among the units that compete: a sharp signal, as for identifiers
-        holding = [i for i, u in enumerate(units) if phrase in " ".join(u.text.lower().split())]
-        if holding:
-            quoted[holding] += min(1.0, 3.0 / len(holding)) / len(phrases)
+    # the units holding each phrase the question quotes, and the rows it names by their first
+    # cell: rare among the units that compete, a sharp signal, as for identifiers
+    flat = [" ".join(u.text.lower().split()) for u in units]
+    matches = [[i for i, t in enumerate(flat) if phrase in t] for phrase in qtype.quoted(query.focus)]
     keyed = _keyed_rows(query.focus, units)
-    if keyed:  # counted as one more quoted phrase
-        phrases = phrases | {"(row key)"}
-        quoted[keyed] += min(1.0, 3.0 / len(keyed)) / len(phrases)
+    matches += [keyed] if keyed else []
+    quoted = np.zeros(n, dtype=np.float32)
+    for holding in matches:
+        if holding:
+            quoted[holding] += min(1.0, 3.0 / len(holding)) / len(matches)
     ranks_a = np.asarray(ranks)
     prior = np.where(ranks_a >= 0, 1.0 / (1.0 + 0.25 * np.maximum(ranks_a, 0)), 0.0).astype(np.float32)
     evidence = W_DENSE * dense + W_LEX * lexical + W_RANK * prior
-    total_score = evidence + W_IDENTIFIER * (named + quoted) / (2.0 if asked and phrases else 1.0)
+    total_score = evidence + W_IDENTIFIER * (named + quoted) / (2.0 if asked and matches else 1.0)
     if not everywhere:
         total_score = np.where((ranks_a >= 0) & (ranks_a < candidates), total_score, -np.inf)
     best = np.argsort(-total_score, kind="stable")[: max(candidates * 6, 30)]
@@ -139,8 +141,6 @@ def _keyed_rows(question: str, units) -> list[int]:
     """Rows whose first cell the question names word for word ('What does Ctrl+U do?' and the
     row keyed 'Ctrl+U'; 'the pause commitment' and the row 'Pause commitment'). A key with a
     number in it is an identifier, matched as one already."""
-    from ingest.records import split_row
-
     asked = " ".join(question.lower().split())
     out = []
     for i, u in enumerate(units):

@@ -193,7 +193,10 @@ def _units(
         if block.kind == "table":
             rows = table_row_spans(text, block)
             if block.header_end > 0:
-                header = text[rows[0][0] : rows[0][1]] if rows[0][1] == block.header_end else text[block.start : block.header_end].split("\n")[0]
+                if rows[0][1] == block.header_end:  # an HTML table: its <th> row
+                    header = text[rows[0][0] : rows[0][1]]
+                else:  # a pipe table: the line of column names above the separator
+                    header = text[block.start : block.header_end].split("\n")[0]
                 spans += [("row", a, b, header) for a, b in rows if a > block.header_end]
             else:
                 spans += [("row", a, b, "") for a, b in rows]
