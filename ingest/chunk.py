@@ -26,7 +26,9 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v8: unit records without metadata, their spans listed by the chunk record (7be0f50)
 # v9: a chunk record carries its units' spans and vectors; no unit collection (ingest.store)
 # v10: an HTML <table> inside Markdown is a table: a unit per <tr> row, with its <th> header row
-CHUNKER_VERSION = "10"
+# v11: an HTML table's first piece starts at <table> (a caption before the first row is kept) and
+#      its last piece ends at </table>
+CHUNKER_VERSION = "11"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]
@@ -100,8 +102,8 @@ def _table_pieces(text: str, block: Block, count: TokenCounter, target: int) -> 
         header = text[block.start : block.header_end]
         body = [r for r in rows if r[0] > block.header_end]
         first = (block.start, block.header_end)
-    else:
-        header, body, first = "", rows[1:], rows[0]
+    else:  # from the block's start: an HTML table's <table> (and caption) stand before its first row
+        header, body, first = "", rows[1:], (block.start, rows[0][1])
     head_tokens = count(header) if header else 0
     out = [_Piece(first[0], first[1], count(text[first[0] : first[1]]), "table")]
     for a, b in body:
@@ -111,6 +113,8 @@ def _table_pieces(text: str, block: Block, count: TokenCounter, target: int) -> 
             out[-1] = _Piece(last.start, b, last.tokens + t, "table", last.header)
         else:
             out.append(_Piece(a, b, t, "table", header))
+    last = out[-1]  # to the block's end: an HTML table's </table> follows its last row
+    out[-1] = _Piece(last.start, block.end, last.tokens, "table", last.header)
     return out
 
 

@@ -14,6 +14,7 @@ it from the next page; a cited span `a:b` on page p is highlighted at `a - start
 """
 from __future__ import annotations
 
+import html
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ _HTML_TAG = re.compile(r"<[^>]+>")
 def html_cells(row: str) -> tuple[bool, list[str]]:
     """(whether every cell is a <th>, the cells' text without tags) of one <tr> element."""
     cells = _HTML_CELL.findall(row)
-    plain = [" ".join(_HTML_TAG.sub("", body).replace("&nbsp;", " ").split()) for _, body in cells]
+    plain = [" ".join(html.unescape(_HTML_TAG.sub("", body)).split()) for _, body in cells]
     return bool(cells) and all(tag.lower() == "h" for tag, _ in cells), plain
 
 

@@ -120,12 +120,11 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
             j = i
             while j < len(lines) and not _HTML_TABLE_END.search(lines[j].text):
                 j += 1
-            if j < len(lines):
+            rows = html_row_spans(text, line.start, lines[j].end) if j < len(lines) else []
+            if rows:  # otherwise its lines are read as paragraphs
                 flush_para()
-                end = lines[j].end
-                rows = html_row_spans(text, line.start, end)
-                header_end = rows[0][1] if rows and html_cells(text[rows[0][0]:rows[0][1]])[0] else -1
-                blocks.append(Block("table", line.start, end, header_end=header_end))
+                header_end = rows[0][1] if html_cells(text[rows[0][0] : rows[0][1]])[0] else -1
+                blocks.append(Block("table", line.start, lines[j].end, header_end=header_end))
                 i = j + 1
                 continue
         if stripped.startswith("|"):

@@ -372,6 +372,27 @@ def test_an_html_table_in_markdown_is_a_table_of_rows(n_rows, embedder):
         assert continued and all("<th>Description</th>" in c.header for c in continued)
 
 
+def test_an_html_table_without_header_row_keeps_its_caption_and_every_row(embedder):
+    rows = [f"<tr><td>Gauge {i}</td><td>{i} mm &amp; dry</td></tr>" for i in range(60)]
+    text = "# Gauges\n\n<table>\n<caption>Daily readings</caption>\n" + "\n".join(rows) + "\n</table>\n"
+    doc = Document("gauges.md", text, "markdown", "sha")
+    chunks, units = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    assert len(chunks) >= 2
+    start, end = text.index("<table>"), text.index("</table>") + len("</table>")
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.start, c.end))
+    assert all(i in covered for i in range(start, end) if not text[i].isspace())  # caption and </table> too
+    row_units = [u for u in units if u.kind == "row"]
+    assert [u.text for u in row_units] == rows and all(u.header == "" for u in row_units)
+    assert row_units[3].embed_text().endswith("Gauge 3; 3 mm & dry")  # cells without tags, entities decoded
+
+
+def test_an_html_table_that_never_closes_or_has_no_rows_is_read_as_text():
+    for text in ("<table>\nnot a row here\n</table>\n", "<table>\n<tr><td>a</td></tr>\n"):
+        assert [b.kind for b in parse_blocks(text)] == ["paragraph"]
+
+
 def test_every_sentence_of_a_long_list_item_is_a_unit(embedder):
     readings = ", ".join(f"{i * 1.7:.1f}" for i in range(35))
     item = f"- Readings in March: {readings}. Readings in April: {readings}."
