@@ -98,3 +98,44 @@ def quoted(text: str) -> set[str]:
     """Phrases the question puts in quotes ('the “If-Then” structure'), lower-cased: a unit that
     holds one word for word is about what was asked, even when its words are stopwords."""
     return {" ".join(m.group(1).lower().split()) for m in _QUOTED.finditer(text) if re.search(r"\w", m.group(1))}
+
+
+_ACRONYM_ASKED = re.compile(
+    r"\bwhat\s+(?:does|do|did)\s+(?:the\s+)?(?:acronym\s+|abbreviation\s+|initialism\s+|letters\s+)?[“\"'`]?"
+    r"([A-Z][A-Za-z0-9&.-]{1,11})[”\"'`]?\s+(?:stand\s+for|mean)\b"
+    r"|\bwhat\s+is\s+[“\"'`]?([A-Z][A-Za-z0-9&.-]{1,11})[”\"'`]?\s+(?:short\s+for|an?\s+(?:acronym|abbreviation)\s+(?:for|of))\b",
+    re.IGNORECASE,
+)
+_MINOR = {"of", "and", "the", "for", "in", "on", "to", "a", "an", "&"}
+
+
+def acronym_asked(question: str) -> str | None:
+    """The abbreviation a question asks to spell out ('What does MATS stand for?'), if any:
+    only one written with capitals (or digits) after its first letter."""
+    m = _ACRONYM_ASKED.search(question)
+    word = (m.group(1) or m.group(2)) if m else None
+    return word if word and sum(c.isupper() for c in word) >= 2 else None
+
+
+def spells_out(acronym: str, text: str) -> bool:
+    """Does the text write the acronym out beside it: 'MATS (ML Alignment & Theory Scholars)' or
+    'Model Evaluation & Threat Research (METR)'? The initials of the expansion's words, minor
+    words left out, must spell the acronym."""
+    letters = [c.lower() for c in acronym if c.isalnum()]
+    esc = re.escape(acronym)
+    for m in re.finditer(rf"(?<!\w){esc}\s*[(\[]([^()\[\]]{{3,120}})[)\]]|([^()\[\].;:]{{3,120}}?)\s*[(\[]{esc}[)\]]", text):
+        words = [w for w in re.findall(r"[A-Za-z0-9]+", m.group(1) or m.group(2)) if w.lower() not in _MINOR]
+        # the expansion may follow other words before the '(MATS)'
+        if any(_initials(words[start:], letters) for start in range(len(words))):
+            return True
+    return False
+
+
+def _initials(words: list[str], letters: list[str]) -> bool:
+    """Do the words' initials spell the letters? A word in capitals may give all its letters
+    ('general-purpose AI' spells GPAI) or only its first ('ML Alignment & Theory Scholars': MATS)."""
+    if not words:
+        return not letters
+    w = words[0]
+    options = [w[0].lower()] + ([w.lower()] if w.isupper() and len(w) > 1 else [])
+    return any(letters[: len(o)] == list(o) and _initials(words[1:], letters[len(o):]) for o in options)

@@ -6,7 +6,8 @@ the question's terms (a synonym the unit holds covers part of a term: assistant.
 the rank of the unit's passage among the fused hits, plus a bonus for naming the exact identifier
 the question names ('v2.2', 'ASL-4'), holding a phrase it quotes ('the “If-Then” structure',
 `path.join()`: words a lexical scorer drops as stopwords or splits) or being the table row whose
-first cell it names ('Ctrl+U'), larger the rarer it is.
+first cell it names ('Ctrl+U'), or spelling out the acronym it asks about ('MATS (ML Alignment &
+Theory Scholars)'), larger the rarer it is.
 """
 from __future__ import annotations
 
@@ -113,12 +114,16 @@ def score_units(
     for ident, count in asked:
         # 'v2.2' named in one row is a sharp signal; 'v3', named everywhere, is not
         named[[i for i, ns in enumerate(names) if ident in ns]] += min(1.0, 3.0 / count) / len(asked)
-    # the units holding each phrase the question quotes, and the rows it names by their first
-    # cell: rare among the units that compete, a sharp signal, as for identifiers
+    # the units holding each phrase the question quotes, the rows it names by their first cell, and
+    # those spelling out the acronym it asks about: rare among the units that compete, a sharp
+    # signal, as for identifiers
     flat = [" ".join(u.text.lower().split()) for u in units]
     matches = [[i for i, t in enumerate(flat) if phrase in t] for phrase in qtype.quoted(query.focus)]
     keyed = _keyed_rows(query.focus, units)
     matches += [keyed] if keyed else []
+    acronym = qtype.acronym_asked(query.focus)  # 'What does MATS stand for?': where it is spelt out
+    spelt = [i for i, u in enumerate(units) if acronym and qtype.spells_out(acronym, u.text)]
+    matches += [spelt] if spelt else []
     quoted = np.zeros(n, dtype=np.float32)
     for holding in matches:
         if holding:

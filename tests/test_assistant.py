@@ -108,6 +108,43 @@ def test_quoted_phrases_of_a_question(question, phrases):
     assert qtype.quoted(question) == phrases
 
 
+@pytest.mark.parametrize(
+    "acronym, text, spelt",
+    [
+        ("MATS", "MATS (ML Alignment & Theory Scholars)", True),
+        ("METR", "Model Evaluation & Threat Research (METR) ran the tests.", True),
+        ("GPAI", "The general-purpose AI (GPAI) rules", True),  # 'AI' gives both its letters
+        ("MATS", "MATS — alignment research cohort", False),
+        ("OTA", "the OTA (signed in 2025) was renewed", False),
+    ],
+)
+def test_an_acronym_spelt_out_beside_it(acronym, text, spelt):
+    from assistant import qtype
+
+    assert qtype.spells_out(acronym, text) is spelt
+
+
+@pytest.mark.parametrize(
+    "question, acronym",
+    [
+        ("What does the acronym MATS stand for?", "MATS"),
+        ("What is CBRN short for?", "CBRN"),
+        ("What does Bengio mean?", None),  # one capital: a name, not an acronym
+        ("What does it mean?", None),
+    ],
+)
+def test_the_acronym_a_question_asks_about(question, acronym):
+    from assistant import qtype
+
+    assert qtype.acronym_asked(question) == acronym
+
+
+def test_what_an_acronym_stands_for_is_answered_where_it_is_spelt_out(assistant):
+    # the corpus also has 'MATS — alignment research cohort', closer to the question's words
+    answer = assistant.ask("What does the acronym MATS stand for among the external reviewers?")
+    assert not answer.abstained and "ML Alignment & Theory Scholars" in answer.citations[0].quote
+
+
 def test_a_quoted_phrase_finds_the_unit_that_holds_it(assistant):
     # 'if' and 'then' are stopwords: only the quoted phrase points at the v2.0 row
     answer = assistant.ask("Which RSP version introduced the “If-Then” commitment structure?")
