@@ -117,12 +117,13 @@ def score_units(
     # the units holding each phrase the question quotes, the rows it names by their first cell, and
     # those spelling out the acronym it asks about: rare among the units that compete, a sharp
     # signal, as for identifiers
-    flat = [" ".join(u.text.lower().split()) for u in units]
-    matches = [[i for i, t in enumerate(flat) if phrase in t] for phrase in qtype.quoted(query.focus)]
+    phrases = qtype.quoted(query.focus)
+    flat = [" ".join(u.text.lower().split()) for u in units] if phrases else []
+    matches = [[i for i, t in enumerate(flat) if phrase in t] for phrase in phrases]
     keyed = _keyed_rows(query.focus, units)
     matches += [keyed] if keyed else []
     acronym = qtype.acronym_asked(query.focus)  # 'What does MATS stand for?': where it is spelt out
-    spelt = [i for i, u in enumerate(units) if acronym and qtype.spells_out(acronym, u.text)]
+    spelt = [i for i, u in enumerate(units) if qtype.spells_out(acronym, u.text)] if acronym else []
     matches += [spelt] if spelt else []
     quoted = np.zeros(n, dtype=np.float32)
     for holding in matches:
