@@ -7,6 +7,7 @@ from typing import Sequence
 from ingest.records import Unit
 
 MAX_LIST_ITEMS = 6
+CHILD_WINDOW = 50_000  # characters after a lead-in searched for the sections it leads into
 
 
 def label_only(unit: Unit) -> bool:
@@ -87,3 +88,35 @@ def run_after(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> tuple[
             break
         run.append(u)
     return lead, run
+
+
+def child_sections(unit: Unit, index, limit: int) -> list[Unit]:
+    """For a lead-in ending in ':' that closes its section ('RSP v3 specifies thresholds across four
+    capability categories:' followed by '### 1. CBRN', '### 2. Cybersecurity' …): the first unit of
+    each subsection that follows it, in document order, up to `limit`. Empty when anything else
+    of its own section follows it, or when fewer than two subsections do."""
+    if not leads_in(unit):
+        return []
+    rows = index.units_by_chunk.get(unit.chunk_id) or []
+    pos = index.unit_pos.get(unit.id)
+    if pos is None or not rows or pos != rows[-1]:
+        return []
+    depth = len(unit.section)
+    ids = [cid for cid in index.store.chunk_ids_after(unit.source, unit.end, CHILD_WINDOW) if cid != unit.chunk_id]
+    groups = index.arena.load(ids) if ids else {}
+    out: list[Unit] = []
+    seen: set[str] = set()
+    for cid in ids:
+        chunk = index.chunks.get(cid)
+        if chunk is None or chunk.section[:depth] != unit.section or len(chunk.section) == depth:
+            break  # the parent section ended, or it goes on: not a lead-in to subsections
+        if len(chunk.section) > depth + 1 or chunk.section[depth] in seen:
+            continue
+        first = next((u for u in (groups[cid].units if cid in groups else ()) if not label_only(u)), None)
+        if first is None:
+            continue
+        seen.add(chunk.section[depth])
+        out.append(first)
+        if len(out) >= limit:
+            break
+    return out if len(out) >= 2 else []

@@ -369,6 +369,12 @@ class Store:
             out += [chunk_from_record(cid, d, m) for cid, d, m in zip(page["ids"], page["documents"], page["metadatas"])]
         return out
 
+    def chunk_ids_after(self, source: str, start: int, window: int) -> list[str]:
+        """Ids of the chunks of `source` that start in [start, start + window), in document order."""
+        where = {"$and": [{"source": source}, {"start": {"$gte": int(start)}}, {"start": {"$lt": int(start) + int(window)}}]}
+        page = self.chunks.get(where=where, include=["metadatas"])
+        return [cid for _, cid in sorted((int(m["start"]), cid) for cid, m in zip(page["ids"], page["metadatas"]))]
+
     def units_of_chunks(self, chunks: Sequence[Chunk]) -> tuple[list[Unit], np.ndarray]:
         """The units of these chunks, with their vectors, read from the chunk records (one round trip
         per 200 chunks)."""

@@ -37,6 +37,22 @@ The orchard is run by a board of volunteer trustees elected each spring:
 
 Anyone living within two miles of the orchard may join. Membership costs five pounds a year and
 includes a share of the pressed juice.
+
+## Fruit
+
+The orchard grows three kinds of fruit:
+
+### Apples
+
+Forty apple trees stand along the old platform, most of them Bramleys grafted in 2012.
+
+### Pears
+
+Eight Conference pear trees shelter behind the signal box.
+
+### Plums
+
+Six Victoria plum trees were donated by the parish council in 2015.
 """
 
 
@@ -79,4 +95,17 @@ def test_a_question_about_one_row_is_not_answered_with_the_whole_table(orchard):
     assert not answer.abstained, answer.text
     assert "95 kg" in answer.citations[0].quote  # the row asked for comes first
     assert sum(y in answer.text for y in ("2014", "2016", "2020", "2022")) < 4, answer.text  # not the table
+    _quotes_are_spans(answer)
+
+
+@pytest.mark.parametrize("question", ["How many kinds of fruit does the orchard grow?", "Which kinds of fruit does the orchard grow?"])
+def test_a_lead_in_to_subsections_brings_each_subsection_by_its_heading(orchard, question):
+    """'… three kinds of fruit:' closes its section, and the subsections that follow are what it
+    leads into: each is named by its heading and quoted by its first sentence, each cited."""
+    answer = orchard.ask(question)
+    assert not answer.abstained, answer.text
+    assert "three kinds of fruit" in answer.citations[0].quote
+    for heading, fact in (("Apples", "Forty apple trees"), ("Pears", "Eight Conference"), ("Plums", "Six Victoria")):
+        assert f"{heading}: {fact}" in answer.text, answer.text
+    assert len(answer.citations) == 4
     _quotes_are_spans(answer)

@@ -15,7 +15,7 @@ from ingest.records import Unit, split_row
 from ..conversation import last_answer, strip_markers
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
-from ..units import label_only, leads_in, overlaps, run_after, section_units, with_list
+from ..units import child_sections, label_only, leads_in, overlaps, run_after, section_units, with_list
 
 MARGIN = 0.06  # further sentences must score within this of the best one
 REDUNDANT = 0.9  # cosine above which a further sentence repeats a chosen one
@@ -189,6 +189,15 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
         # one quotes a list the unit stands in (not table rows: a row is one answer of its own)
         wants_run = broad or leads_in(unit) or (listing and unit.kind == "item")
         lead, run = run_after(unit, index, MAX_LIST_QUOTED, near) if wants_run else (None, [])
+        children = child_sections(unit, index, MAX_LIST_QUOTED) if leads_in(unit) and not run else []
+        if children and fresh(unit):  # a lead-in to subsections: each named by its heading
+            covered.append(unit)
+            yield prefix + unit.text.strip(), unit
+            for u in children:
+                if fresh(u):
+                    covered.append(u)
+                    yield f"{u.section[-1]}: {render(u, query)}", u
+            return
         if leads_in(unit) and not run:
             continue  # a lead-in ending in ':' is never an answer on its own
         if lead is not None and fresh(lead):
