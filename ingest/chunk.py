@@ -28,7 +28,9 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v10: an HTML <table> inside Markdown is a table: a unit per <tr> row, with its <th> header row
 # v11: an HTML table's first piece starts at <table> (a caption before the first row is kept) and
 #      its last piece ends at </table>
-CHUNKER_VERSION = "11"
+# v12: an HTML comment in Markdown ('<!-- YAML added: v7.7.0 -->') is one verbatim unit, not
+#      sentences and list items ('-->', 'v7.7.0')
+CHUNKER_VERSION = "12"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

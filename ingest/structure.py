@@ -105,6 +105,17 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
             blocks.append(Block("heading", line.start, line.end, 1, stripped))
             i += 1
             continue
+        if kind == "markdown" and stripped.startswith("<!--"):
+            # an HTML comment (hidden when rendered; API docs keep version metadata there) is one
+            # verbatim block, never cut into sentences or items
+            j = i
+            while j < len(lines) and "-->" not in lines[j].text:
+                j += 1
+            if j < len(lines):
+                flush_para()
+                blocks.append(Block("code", line.start, lines[j].end))
+                i = j + 1
+                continue
         fence = _FENCE.match(line.text)
         if fence:
             flush_para()

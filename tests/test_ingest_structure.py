@@ -393,6 +393,18 @@ def test_an_html_table_that_never_closes_or_has_no_rows_is_read_as_text():
         assert [b.kind for b in parse_blocks(text)] == ["paragraph"]
 
 
+def test_an_html_comment_in_markdown_is_one_verbatim_unit(embedder):
+    """API docs keep version metadata in comments ('<!-- YAML added: v7.7.0 -->'); cut into sentences
+    and items they gave units such as '-->' and 'v7.7.0', quoted as answers."""
+    comment = "<!-- YAML\nadded:\n  - v7.7.0\n  - v6.13.0\n-->"
+    text = f"# URL\n\n## `params.sort()`\n\n{comment}\n\nSort all pairs in place by their names.\n\n<!-- one line -->\n"
+    assert [b.kind for b in parse_blocks(text)] == ["heading", "heading", "code", "paragraph", "code"]
+    doc = Document("url.md", text, "markdown", "sha")
+    _, units = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    assert [u.text for u in units] == [comment, "Sort all pairs in place by their names.", "<!-- one line -->"]
+    assert [b.kind for b in parse_blocks("<!-- never closed\n\nText.\n")] == ["paragraph", "paragraph"]
+
+
 def test_every_sentence_of_a_long_list_item_is_a_unit(embedder):
     readings = ", ".join(f"{i * 1.7:.1f}" for i in range(35))
     item = f"- Readings in March: {readings}. Readings in April: {readings}."
