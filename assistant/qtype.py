@@ -139,3 +139,45 @@ def _initials(words: list[str], letters: list[str]) -> bool:
     w = words[0]
     options = [w[0].lower()] + ([w.lower()] if w.isupper() and len(w) > 1 else [])
     return any(letters[: len(o)] == list(o) and _initials(words[1:], letters[len(o):]) for o in options)
+
+
+# a heading that names a thing: a flag, a function, an attribute, a lint ('--crate-name', 'path.join()')
+_IDENTIFIER_LIKE = re.compile(r"[`_\-.()/#]|[a-z][A-Z]|[A-Za-z]\d")
+_IDENT_CHARS = re.compile(r"[`'\"“”‘’()\[\]]")
+
+
+def _heading_words(heading: str) -> list[str]:
+    """The words of an identifier-like heading's name ('`f(path)`: about f' names f), or []."""
+    name = re.split(r":\s|\s[—–-]\s", heading, maxsplit=1)[0]
+    if not _IDENTIFIER_LIKE.search(name):
+        return []
+    words = _IDENT_CHARS.sub(" ", re.sub(r"\(.*?\)", " ", name)).lower().split()
+    return words if len(words) <= 5 else []
+
+
+def _asked_words(question: str) -> set[str]:
+    return set(_IDENT_CHARS.sub(" ", question).lower().replace("?", " ").split())
+
+
+def heading_named(heading: str, question: str) -> bool:
+    """Does the question name this section's heading (a flag, function, attribute, lint …)?"""
+    words = _heading_words(heading)
+    asked = _asked_words(question)
+    return bool(words) and all(w in asked or w.rstrip(".,:;") in asked for w in words)
+
+
+# what a question that only asks what a named thing is or does says besides the name
+_DEFINING = {"what", "what's", "whats", "does", "do", "is", "are", "the", "a", "an", "method", "function", "property",
+             "option", "flag", "attribute", "class", "event", "lint", "setting", "command",
+             "mean", "means", "used", "use", "for", "purpose", "of", "how", "work", "works"}
+
+
+def asks_what_it_is(question: str, heading: str) -> bool:
+    """'What does rl.prompt() do?' about the section headed '`rl.prompt([preserveCursor])`': the
+    question names the heading and asks nothing else (what it is, does, is for; not what it returns)."""
+    words = _heading_words(heading)
+    asked = _asked_words(question)
+    if not words or not all(w in asked or w.rstrip(".,:;") in asked for w in words):
+        return False
+    rest = {w.strip(".,:;!") for w in asked} - set(words) - {w.rstrip(".,:;") for w in words}
+    return not (rest - _DEFINING - {""})

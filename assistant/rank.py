@@ -125,6 +125,8 @@ def score_units(
     acronym = qtype.acronym_asked(query.focus)  # 'What does MATS stand for?': where it is spelt out
     spelt = [i for i, u in enumerate(units) if qtype.spells_out(acronym, u.text)] if acronym else []
     matches += [spelt] if spelt else []
+    defined = _defining_sentences(query.focus, units)  # 'What does rl.prompt() do?': its section's first sentence
+    matches += [defined] if defined else []
     quoted = np.zeros(n, dtype=np.float32)
     for holding in matches:
         if holding:
@@ -157,6 +159,20 @@ def _keyed_rows(question: str, units) -> list[int]:
         if len(key) >= 2 and not qtype.identifiers(key) and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", asked):
             out.append(i)
     return out
+
+
+def _defining_sentences(question: str, units) -> list[int]:
+    """For a question that only asks what a named thing is or does ('What does rl.prompt() do?'),
+    the first sentence of each section whose heading names it ('`rl.prompt([preserveCursor])`'):
+    reference documentation says what a thing does first."""
+    first: dict[tuple, int] = {}
+    for i, u in enumerate(units):
+        if u.kind != "sentence" or not u.section:
+            continue
+        key = (u.source, u.section)
+        if key not in first or u.start < units[first[key]].start:
+            first[key] = i
+    return [i for (_, section), i in first.items() if qtype.asks_what_it_is(question, section[-1])]
 
 
 def rerank(hits: Sequence[Hit], scored: Sequence[Scored], chunks: dict) -> list[Hit]:

@@ -224,6 +224,56 @@ def test_a_sentence_that_points_back_comes_with_the_one_it_points_to(tmp_path, e
         assert HARBOUR_DOC[c.start : c.end] == c.quote
 
 
+WIDGET_DOC = """# Widget API
+
+## `widget.spin([speed])`
+
+<!-- YAML
+added: v2.1.0
+-->
+
+Turns the rotor of the widget until the rotor is stopped by hand.
+
+The speed that `widget.spin()` uses is the one `widget.setSpeed()` stored; `widget.spin()` reads it
+each time `widget.spin()` starts.
+
+## `widget.setSpeed(rpm)`
+
+Stores the speed, in revolutions per minute, that `widget.spin()` uses.
+"""
+
+
+def test_what_a_named_function_does_is_the_first_sentence_of_its_section(tmp_path, embedder):
+    """Reference documentation says what a thing does first: 'What does widget.spin() do?' is
+    answered by the first sentence under its heading, not by the sentence naming it most often."""
+    assistant = assistant_over(tmp_path, {"widget.md": WIDGET_DOC}, embedder)
+    answer = assistant.ask("What does widget.spin() do?")
+    assert not answer.abstained, answer.text
+    assert answer.text.startswith("`widget.spin([speed])`: Turns the rotor of the widget"), answer.text
+    added = assistant.ask("In which version was widget.spin() added?")
+    assert not added.abstained, added.text
+    assert any(c.quote == "<!-- YAML\nadded: v2.1.0\n-->" for c in added.citations), added.text
+    for c in answer.citations + added.citations:
+        assert WIDGET_DOC[c.start : c.end] == c.quote
+
+
+@pytest.mark.parametrize(
+    "question, heading, expected",
+    [
+        ("What does rl.prompt() do?", "`rl.prompt([preserveCursor])`", True),
+        ("What is the --crate-name flag for?", "`--crate-name`: controlling the name", True),
+        ("What does emitter.emit() return?", "`emitter.emit(eventName[, ...args])`", False),
+        ("What does path.extname() return for a path with no dot?", "`path.extname(path)`", False),
+        ("What does rl.prompt() do?", "`rl.close()`", False),
+        ("What does the orchard do?", "The orchard", False),  # not a named thing
+    ],
+)
+def test_a_question_asking_only_what_a_named_thing_is(question, heading, expected):
+    from assistant import qtype
+
+    assert qtype.asks_what_it_is(question, heading) is expected
+
+
 def test_every_answer_cites_exact_spans(assistant):
     for q in [
         "Which Claude models are ASL-2?",

@@ -12,6 +12,7 @@ from typing import Iterator, Sequence
 
 from ingest.records import Unit, split_row
 
+from .. import qtype
 from ..conversation import last_answer, strip_markers
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
@@ -118,10 +119,7 @@ BROAD = re.compile(
     r"|what\s+(?:steps|stages)|which\s+steps)",
     re.IGNORECASE,
 )
-# a heading that names a thing: a flag, a function, an attribute, a lint ('--crate-name', 'path.join()')
-_IDENTIFIER_LIKE = re.compile(r"[`_\-.()/#]|[a-z][A-Z]|[A-Za-z]\d")
 MAX_LIST_QUOTED = 8  # items, rows or steps quoted for a broad question, each cited
-_IDENT_CHARS = re.compile(r"[`'\"“”‘’()\[\]]")
 
 
 # "Who are the reviewers?", "Which parties were …?", "What must it include?": the answer may be a
@@ -141,18 +139,6 @@ def is_broad(question: str) -> bool:
 def asks_for_list(question: str) -> bool:
     """A question whose answer is a list when the corpus has one there (broad questions included)."""
     return is_broad(question) or bool(PLURAL.search(question))
-
-
-def heading_named(heading: str, question: str) -> bool:
-    """Does the question name this section's heading (a flag, function, attribute, lint …)?"""
-    name = re.split(r":\s|\s[—–-]\s", heading, maxsplit=1)[0]  # '`--crate-name`: controlling the name'
-    if not _IDENTIFIER_LIKE.search(name):
-        return False
-    words = _IDENT_CHARS.sub(" ", re.sub(r"\(.*?\)", " ", name)).lower().split()  # 'f(path)' names f
-    if not words or len(words) > 5:
-        return False
-    asked = set(_IDENT_CHARS.sub(" ", question).lower().replace("?", " ").split())
-    return all(w in asked or w.rstrip(".,:;") in asked for w in words)
 
 
 def _siblings_chosen(chosen: Sequence[Scored], index, near: Sequence[str]) -> bool:
@@ -176,7 +162,7 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
 
     for k, s in enumerate(chosen):
         unit, prefix = s.unit, ""
-        if k == 0 and unit.section and heading_named(unit.section[-1], query.focus):
+        if k == 0 and unit.section and qtype.heading_named(unit.section[-1], query.focus):
             prefix = f"{unit.section[-1]}: "  # the answer names the thing asked for
         if not fresh(unit):
             continue  # already quoted as an item of a list above
