@@ -13,6 +13,7 @@ _QUESTION_WORDS = {
     "was", "were", "can", "could", "would", "should", "will", "tell", "me", "about", "according", "corpus",
     "document", "say", "says", "said", "give", "list", "name", "describe", "explain", "please", "much", "many",
     "any", "there", "kind", "sort", "type", "mean", "means", "exactly", "actually", "happen", "happened",
+    "mention", "mentions", "mentioned", "cite", "cites", "cited", "discuss", "discusses", "discussed",
     # the request of a broad question ("Summarise …", "Give an overview of …"), not what it is about
     "summarise", "summarize", "summary", "outline", "overview", "enumerate", "rundown", "main",
 }
