@@ -44,6 +44,7 @@ class ExtractiveBackend:
         cites: list[Citation] = []
         chosen = select(d.units, evidence.index, self.settings.max_sentences)
         near = [h.chunk.id for h in evidence.hits[: self.settings.candidates]]
+        chosen = with_sequel(chosen, d.units, evidence.query, evidence.index, near)
         rest = [s for s in d.units if s not in chosen]
         pieces = list(compose_parts(chosen, evidence.query, evidence.index, near, rest))
         news = something_new(pieces, evidence, rest) if evidence.query.context else None
@@ -211,21 +212,52 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
 _POINTS_BACK = re.compile(r"^(he|she|it|they|his|her|its|their|this|these|those|such|the latter|the former)\b", re.I)
 
 
+def _neighbour(unit: Unit, index, near: Sequence[str], step: int) -> Unit | None:
+    """The sentence just before (step -1) or after (step 1) a sentence in the same paragraph."""
+    if unit.kind != "sentence":
+        return None
+    units = section_units(unit, index, near)
+    pos = next((i for i, u in enumerate(units) if u.id == unit.id), None)
+    if pos is None or not 0 <= pos + step < len(units):
+        return None
+    other = units[pos + step]
+    first, second = (other, unit) if step < 0 else (unit, other)
+    chunk = index.chunks.get(unit.chunk_id)
+    if other.kind != "sentence" or other.chunk_id != unit.chunk_id or chunk is None or first.end > second.start:
+        return None
+    gap = chunk.text[first.end - chunk.start : second.start - chunk.start]
+    return other if not gap.strip() and gap.count("\n") < 2 else None
+
+
 def _antecedent(unit: Unit, index, near: Sequence[str]) -> Unit | None:
     """The sentence before a sentence that opens by pointing back ('He appointed …', 'This
     stands …'), when both stand in the same paragraph: what 'he' or 'this' is."""
     if unit.kind != "sentence" or not _POINTS_BACK.match(unit.text.lstrip()):
         return None
-    units = section_units(unit, index, near)
-    pos = next((i for i, u in enumerate(units) if u.id == unit.id), None)
-    if not pos:
-        return None
-    prev = units[pos - 1]
-    chunk = index.chunks.get(unit.chunk_id)
-    if prev.kind != "sentence" or chunk is None or prev.start < chunk.start or prev.end > unit.start:
-        return None
-    gap = chunk.text[prev.end - chunk.start : unit.start - chunk.start]
-    return prev if not gap.strip() and gap.count("\n") < 2 else None
+    return _neighbour(unit, index, near, -1)
+
+
+SEQUEL_SHARE = 0.05  # of the question's idf weight: a question word that is not among the most common
+
+
+def with_sequel(chosen: list[Scored], scored: Sequence[Scored], query: Query, index, near: Sequence[str]) -> list[Scored]:
+    """The best sentence and, right after it, the next sentence of its paragraph when that one holds
+    question words the best one lacks (SEQUEL_SHARE of the question's idf weight or more): 'How did
+    Anthropic react when Opus 4 crossed the threshold — did it pause?' is answered by the sentence
+    after the one naming Opus 4 ('Anthropic's response was deployment …, rather than pause.')."""
+    if not chosen:
+        return chosen
+    top = chosen[0].unit
+    nxt = _neighbour(top, index, near, 1)
+    if nxt is None or any(overlaps(nxt, c.unit) for c in chosen):
+        return chosen
+    weights = {t: index.stats.idf(t) for t in content_terms(query.focus)}
+    total = sum(weights.values())
+    have, new = set(content_terms(top.text)), set(content_terms(nxt.text))
+    if not total or sum(w for t, w in weights.items() if t in new and t not in have) < SEQUEL_SHARE * total:
+        return chosen
+    sequel = next((s for s in scored if s.unit.id == nxt.id), None) or Scored(nxt, 0.0, 0.0, 0.0, -1)
+    return [chosen[0], sequel, *chosen[1:]]
 
 
 def compose_parts(
