@@ -34,7 +34,19 @@ _YEAR = re.compile(r"(?<![\w.\-])(1[0-9]|20)\d\d(?![\w\-]|\.\d)")
 _IDENTIFIER = re.compile(r"\b[A-Za-z]+[-‐–]?\d+(?:\.\d+)*\b|\b\d+\.\d+\b|\b[A-Z][a-z]+ \d+(?:\.\d+)*\b")
 
 
+# 'When the river broke through, how did the council answer?': the clause before the comma sets the
+# scene; the question is what follows it
+_SCENE = re.compile(
+    r"^\s*when\b[^?,]*,\s*(?=(?:how|what|which|who|whom|whose|why|where"
+    r"|when|did|does|do|is|are|was|were|can|could|should|would|will|has|have|had)\b)",
+    re.I,
+)
+
+
 def expected_type(question: str) -> str | None:
+    scene = _SCENE.match(question)
+    if scene:
+        question = question[scene.end():]
     for kind, pattern in _ASKS:
         if pattern.search(question):
             return kind

@@ -65,6 +65,8 @@ def test_abstains_when_the_corpus_does_not_say(assistant, question):
         ("What happened in the years after the war?", None),  # a verb between: not asking for a date
         ("What is the date format?", None),
         ("How many reviewers are there?", "number"),
+        ("When the river broke through the dyke in 1953, how did the council answer?", None),  # a scene first
+        ("When Opus 4 crossed the threshold, when did Anthropic say so?", "date"),
     ],
 )
 def test_the_answer_type_a_question_asks_for(question, kind):
@@ -222,6 +224,31 @@ def test_a_sentence_that_points_back_comes_with_the_one_it_points_to(tmp_path, e
     assert [c.quote.split()[0] for c in answer.citations[:2]] == ["Margarethe", "She"]
     for c in answer.citations:
         assert HARBOUR_DOC[c.start : c.end] == c.quote
+
+
+DYKE_DOC = """# The river town
+
+## The flood
+
+In March 1953 a spring tide drove the river through the western dyke of the old town. The council
+answered by raising every dyke of the town by two metres.
+
+## The market
+
+The Saturday market has been held on the square since 1602.
+"""
+
+
+def test_the_next_sentence_comes_along_when_it_holds_what_the_question_asks(tmp_path, embedder):
+    """The sentence naming the flood matches most of the question; the one after it holds what the
+    question asks ('how did the council answer'): both are quoted, each cited."""
+    assistant = assistant_over(tmp_path, {"town.md": DYKE_DOC}, embedder)
+    answer = assistant.ask("How did the council answer when the spring tide drove the river through the western dyke in 1953?")
+    assert not answer.abstained, answer.text
+    assert "raising every dyke of the town by two metres" in answer.text, answer.text
+    assert [c.quote.split()[0] for c in answer.citations[:2]] == ["In", "The"]
+    for c in answer.citations:
+        assert DYKE_DOC[c.start : c.end] == c.quote
 
 
 WIDGET_DOC = """# Widget API
