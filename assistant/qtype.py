@@ -16,6 +16,12 @@ PATTERNS = {
     "date": re.compile(rf"\b{_MONTHS}\b|\b1[0-9]\d\d\b|\b20\d\d\b|\bq[1-4]\b|\bquarter\b", re.IGNORECASE),
     "number": re.compile(rf"{_BARE_NUMBER}|\b{_NUMBER_WORDS}\b", re.IGNORECASE),
     "percent": re.compile(r"%|\bper ?cent\b", re.IGNORECASE),
+    # a count or a length said without a bare number: 'SL-1 to SL-5', 'levels 1–4', '(>several days)'
+    "span": re.compile(
+        r"\b[A-Za-z]*-?\d+\s*(?:to|through|–|—)\s*[A-Za-z]*-?\d+\b"
+        r"|\b(?:several|a few|many|multiple)\s+(?:seconds|minutes|hours|days|weeks|months|years|decades)\b",
+        re.IGNORECASE,
+    ),
     "money": re.compile(r"[$€£¥]\s?\d|\b\d[\d,.]*\s?(million|billion|thousand)?\s?(dollars|usd|eur|euros|pounds)\b", re.IGNORECASE),
 }
 
@@ -65,7 +71,7 @@ def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = fr
         return bool(PATTERNS["money"].search(text))
     if kind == "number":  # a year is not a count, a score or a duration
         text = _YEAR.sub(" ", text)
-        return bool(PATTERNS["number"].search(text) or PATTERNS["percent"].search(text))
+        return bool(PATTERNS["number"].search(text) or PATTERNS["percent"].search(text) or PATTERNS["span"].search(text))
     return bool(PATTERNS[kind].search(text))
 
 
