@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Sequence
 
+from . import qtype
 from .records import NOT_IN_CORPUS, Query, Turn
 from .terms import content_terms
 
@@ -41,11 +42,15 @@ def turns_of(history: Iterable[Any] | None) -> tuple[Turn, ...]:
 
 
 def is_followup(question: str) -> bool:
-    """Does the question lean on an earlier turn (pronoun, 'that law', ellipsis, 'and …', 'what about …')?"""
+    """Does the question lean on an earlier turn (pronoun, 'that law', ellipsis, 'and …', 'what about …',
+    or too few words to stand alone)?"""
     pointers = (_ANAPHORA, _BARE_DEMONSTRATIVE, _DEMONSTRATIVE_NOUN)
     if _LEADS.match(question) or any(p.search(question) for p in pointers):
         return True
-    return len(content_terms(question)) <= 1
+    # 'How did Anthropic respond?', 'What does METR contribute?': too few words to stand alone; a
+    # short question naming an identifier ('What is ASL-3?') does stand alone
+    terms = len(content_terms(question))
+    return terms <= 1 or (terms == 2 and not qtype.identifiers(question))
 
 
 def resolve(question: str, history: Sequence[Turn], max_turns: int = 6) -> Query:

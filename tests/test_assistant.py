@@ -86,6 +86,11 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         ("How many reviewers were chosen?", "Three reviewers were chosen in April 2026.", True),
         ("How much of the novel is set in the Bronx?", "About half of the action (1948) is set there.", True),
         ("When did RSP v2.4 come out?", "| v2.4 | August 2025 |", True),  # a date keeps its year
+        # a count said as a range of names, a length without a number
+        ("How many security levels does RAND define?", "The SL-1 to SL-5 definitions come from RAND.", True),
+        ("How many security levels does RAND define?", "The SL-4 definition comes from RAND.", False),
+        ("How long must the task run?", "Long-horizon task execution (>several days).", True),
+        ("How long must the task run?", "Long-horizon task execution without supervision.", False),
     ],
 )
 def test_what_counts_as_the_answer_type(question, text, holds):
@@ -360,6 +365,8 @@ def test_follow_up_query_carries_the_last_answer_without_markers():
     assert q1 in q.context and "SB 53 Frontier Compliance Framework published" in q.context and "[1]" not in q.context
     assert resolve("When did that law take effect?", [Turn("user", q1), Turn("assistant", NOT_IN_CORPUS)]).context == q1
     assert resolve("What is ASL-3?", [Turn("user", q1), Turn("assistant", said)]).context == ""  # not a follow-up
+    # two words and no name with a number: too short to stand alone ('respond' to what?)
+    assert q1 in resolve("How did Anthropic respond?", [Turn("user", q1), Turn("assistant", said)]).context
 
 
 def test_short_follow_up_with_a_word_the_corpus_lacks_is_answered(assistant):
