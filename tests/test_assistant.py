@@ -256,6 +256,39 @@ def test_the_next_sentence_comes_along_when_it_holds_what_the_question_asks(tmp_
         assert DYKE_DOC[c.start : c.end] == c.quote
 
 
+ESSAYS_DOC = """# The harbour plan
+
+## Criticism
+
+Ingrid Solberg's main argument against the harbour plan is that the new breakwater removes the
+natural flushing of the bay.
+
+Her essays on the harbour plan conclude that silt then builds up until the channel closes within a decade.
+
+## Approval
+
+The harbour plan was approved by the port authority in 2019, after the essays of Ingrid Solberg appeared.
+"""
+
+
+def test_a_follow_up_that_would_repeat_the_answer_gets_what_comes_next(tmp_path, embedder):
+    """'What does she say that leads to?' asks for more than the last answer: the sentence that
+    follows it in the document, though another unit scores a little higher on the conversation.
+    (The threshold is lowered: a three-sentence corpus gives small idf weights.)"""
+    from dataclasses import replace
+
+    base = assistant_over(tmp_path, {"harbour.md": ESSAYS_DOC}, embedder)
+    assistant = Assistant(replace(base.settings, abstain_threshold=0.35), embedder=embedder)
+    q1 = "What is Ingrid Solberg's main argument against the harbour plan?"
+    a1 = assistant.ask(q1)
+    assert "natural flushing" in a1.text and "silt" not in a1.text, a1.text
+    a2 = assistant.ask("What does she say that leads to?", [(q1, a1.text)])
+    assert "silt then builds up until the channel closes" in a2.text, a2.text
+    assert "approved by the port authority" not in a2.text
+    for c in a2.citations:
+        assert ESSAYS_DOC[c.start : c.end] == c.quote
+
+
 WIDGET_DOC = """# Widget API
 
 ## `widget.spin([speed])`

@@ -66,18 +66,47 @@ def _plain(text: str) -> str:
 
 
 def something_new(pieces: Sequence[tuple[str, Citation]], evidence: Evidence, rest: Sequence[Scored]) -> Scored | None:
-    """A follow-up whose answer would only repeat the previous answer gets, beside it, the best
-    unit the user has not been shown yet, if that unit would be answered on its own (its evidence
-    reaches the threshold)."""
+    """A follow-up whose answer would only repeat the previous answer gets, beside it, a unit the
+    user has not been shown yet, if that unit would be answered on its own (its evidence reaches the
+    threshold): the one that comes next in the document after the last quote, or the best one when
+    that holds more of the question's own words."""
     said = _plain(last_answer(evidence.history))
     if not said or not pieces or not all(_plain(text) in said for text, _ in pieces):
         return None
+    best = None
     for s in rest:
         if s.evidence < evidence.decision.threshold:
-            return None
+            break
         if not label_only(s.unit) and _plain(s.unit.text) not in said:
-            return s
-    return None
+            best = s
+            break
+    # 'What does he say that leads to?': what comes next in the document, unless another unit holds
+    # more of the words the question itself asks with ('What does it throw when …?')
+    after = _continuation(pieces[-1][1], evidence.index, rest)
+    if after is None or after.evidence < evidence.decision.threshold or _plain(after.unit.text) in said:
+        return best
+    if best is None:
+        return after
+    weights = {t: evidence.index.stats.idf(t) for t in content_terms(evidence.query.focus)}
+
+    def asked(s: Scored) -> float:
+        return sum(weights.get(t, 0.0) for t in set(content_terms(s.unit.text)))
+
+    return after if asked(after) >= asked(best) else best
+
+
+def _continuation(last: Citation, index, rest: Sequence[Scored]) -> Scored | None:
+    """The unit that comes next in the document after the quote `last` (only blank lines between,
+    in the same chunk), if it is among `rest`."""
+    chunk = index.chunks.get(last.chunk_id)
+    if chunk is None:
+        return None
+    following = [s for s in rest if s.unit.chunk_id == last.chunk_id and s.unit.start >= last.end]
+    if not following:
+        return None
+    nxt = min(following, key=lambda s: s.unit.start)
+    gap = chunk.text[last.end - chunk.start : nxt.unit.start - chunk.start]
+    return nxt if not gap.strip() and not label_only(nxt.unit) else None
 
 
 def select(scored: Sequence[Scored], index, max_sentences: int) -> list[Scored]:
