@@ -30,7 +30,8 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 #      its last piece ends at </table>
 # v12: an HTML comment in Markdown ('<!-- YAML added: v7.7.0 -->') is one verbatim unit, not
 #      sentences and list items ('-->', 'v7.7.0')
-CHUNKER_VERSION = "12"
+# v13: a sentence is never cut inside inline code ("then `'.'` will be returned")
+CHUNKER_VERSION = "13"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

@@ -71,10 +71,14 @@ def _next_is_item(text: str, pos: int) -> bool:
 
 def _punkt_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     segment = text[start:end]
-    out = []
+    out: list[tuple[int, int]] = []
     for a, b in _punkt().span_tokenize(segment):
         a2, b2 = _trim(segment, a, b)
-        if b2 > a2:
+        if b2 <= a2:
+            continue
+        if out and segment.count("`", out[-1][0] - start, out[-1][1] - start) % 2:
+            out[-1] = (out[-1][0], start + b2)  # the cut fell inside inline code ('then `'.'` is returned')
+        else:
             out.append((start + a2, start + b2))
     return out
 

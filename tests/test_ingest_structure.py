@@ -405,6 +405,14 @@ def test_an_html_comment_in_markdown_is_one_verbatim_unit(embedder):
     assert [b.kind for b in parse_blocks("<!-- never closed\n\nText.\n")] == ["paragraph", "paragraph"]
 
 
+def test_a_sentence_is_not_cut_inside_inline_code():
+    text = "If the joined path is empty then `'.'` will be returned, meaning the current\ndirectory. Call `a.b()` next."
+    assert [text[a:b] for a, b in sentence_spans(text, 0, len(text))] == [
+        "If the joined path is empty then `'.'` will be returned, meaning the current\ndirectory.",
+        "Call `a.b()` next.",
+    ]
+
+
 def test_every_sentence_of_a_long_list_item_is_a_unit(embedder):
     readings = ", ".join(f"{i * 1.7:.1f}" for i in range(35))
     item = f"- Readings in March: {readings}. Readings in April: {readings}."
