@@ -109,3 +109,22 @@ def test_a_lead_in_to_subsections_brings_each_subsection_by_its_heading(orchard,
         assert f"{heading}: {fact}" in answer.text, answer.text
     assert len(answer.citations) == 4
     _quotes_are_spans(answer)
+
+
+@pytest.mark.parametrize(
+    "question, broad",
+    [
+        ("Summarise the harvest history of the orchard.", True),
+        ("How do I join the orchard?", True),
+        ("How is a model's CBRN uplift evaluated?", True),  # how something is done: the methods listed
+        ("How are the trustees chosen?", True),
+        ("How many trustees are there?", False),
+        ("How is the orchard funded?", True),
+        ("What is the orchard?", False),
+        ("How is the orchard?", False),
+    ],
+)
+def test_which_questions_ask_for_the_whole_list(question, broad):
+    from assistant.backends.extractive import is_broad
+
+    assert is_broad(question) is broad

@@ -146,7 +146,9 @@ BROAD = re.compile(
     r"^\s*(?:please\s+)?(?:summari[sz]e|list|outline|enumerate"
     r"|give\s+(?:me\s+)?(?:an?\s+|the\s+)?(?:overview|summary|list|timeline|rundown|history)"
     r"|what\s+(?:are|were)\s+(?:all\s+)?the\s+(?:main|key|major|principal)\s|how\s+(?:do|can|should)\s+(?:i|you|we)\s"
-    r"|what\s+(?:steps|stages)|which\s+steps)",
+    r"|what\s+(?:steps|stages)|which\s+steps"
+    # 'How is a model's CBRN uplift evaluated?', 'How are reviewers chosen?': how something is done
+    r"|how\s+(?:is|are|was|were)\s+[^?]*\b(?:\w+ed|chosen)\s*\??\s*$)",
     re.IGNORECASE,
 )
 MAX_LIST_QUOTED = 8  # items, rows or steps quoted for a broad question, each cited
