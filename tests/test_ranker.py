@@ -309,3 +309,12 @@ def test_truncated_weights_with_matching_manifest_give_one_line(tmp_path):
     with pytest.raises(RankerError) as err:
         rk.Ranker(models).load()
     _one_line_naming_fix(err.value)
+
+
+def test_the_card_says_when_ingest_cuts_documentation_differently_than_at_training():
+    from ingest.chunk import CHUNKER_VERSION
+    from training.train_ranker import _chunker_note
+
+    assert _chunker_note({"training": {"chunker": CHUNKER_VERSION}}) == []
+    note = " ".join(_chunker_note({"training": {}}))
+    assert "earlier chunker" in note and f"v{CHUNKER_VERSION}" in note

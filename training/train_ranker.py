@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None
 
 from assistant import ranker as rk  # noqa: E402
+from ingest.chunk import CHUNKER_VERSION  # noqa: E402
 from ingest.embed import native_bf16  # noqa: E402
 from ingest.settings import EncoderSettings  # noqa: E402
 from training import ranker_data as rd  # noqa: E402
@@ -378,6 +379,7 @@ def run(settings: TrainSettings, out: Path, log: Callable[[str], None] = print, 
             "torch": torch.__version__,
             "wall_minutes": round((time.perf_counter() - wall) / 60, 1),
             "command": " ".join(["python -m training.train_ranker", *sys.argv[1:]]),
+            "chunker": CHUNKER_VERSION,  # the lists are cut by ingest's parser and sentence splitter
         }
     }
     manifest = rk.save(net, settings.spec, out, manifest_extra)
@@ -455,6 +457,22 @@ def collect_ablation(command: str) -> dict | None:
               "finished": f"{len(rows)} of {len(ABLATIONS)} variants"}
     ABLATION.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _chunker_note(manifest: dict) -> list[str]:
+    """A paragraph for the card when ingest now cuts documentation differently than when the shipped
+    file's lists were built (they are cut by its parser and sentence splitter)."""
+    built = manifest.get("training", {}).get("chunker")
+    if built == CHUNKER_VERSION:
+        return []
+    when = f"chunker v{built}" if built else "an earlier chunker (before v10)"
+    return [
+        f"The documentation lists of this file were cut with {when}; ingest is now at chunker",
+        f"v{CHUNKER_VERSION}, which cuts some documentation units differently (HTML tables in Markdown, an HTML",
+        "comment as one unit, no sentence cut inside inline code). A rebuild therefore trains on slightly",
+        "different lists, and its weights and figures differ a little from the ones above.",
+        "",
+    ]
 
 
 def write_card(directory: Path = rk.MODELS_DIR) -> Path:
@@ -722,6 +740,7 @@ def render(manifest: dict, ablation: dict | None, speed_runs: dict | None = None
         "CPU and kernels (bfloat16 autocast is used only where the CPU has native bf16, and float32 kernels",
         "differ between AVX2 and AVX-512), so a rebuild elsewhere writes its own sha256 into the manifest.",
         "",
+        *_chunker_note(manifest),
         "## Limits",
         "",
         "- Trained on Wikipedia prose questions and documentation headings; questions about tables, numbers",
