@@ -163,12 +163,12 @@ def _keyed_rows(question: str, units) -> list[int]:
 
 def _defining_sentences(question: str, units) -> list[int]:
     """For a question that only asks what a named thing is or does ('What does rl.prompt() do?'),
-    the first sentence of each section whose heading names it ('`rl.prompt([preserveCursor])`'):
-    reference documentation says what a thing does first."""
+    the first sentence of each section whose heading names it ('`rl.prompt([preserveCursor])`'),
+    lead-ins to examples left out: reference documentation says what a thing does first."""
     first: dict[tuple, int] = {}
     for i, u in enumerate(units):
-        if u.kind != "sentence" or not u.section:
-            continue
+        if u.kind != "sentence" or not u.section or u.text.rstrip().endswith(":"):
+            continue  # 'Using this flag looks like this:' introduces an example, it says nothing
         key = (u.source, u.section)
         if key not in first or u.start < units[first[key]].start:
             first[key] = i

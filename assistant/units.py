@@ -1,6 +1,7 @@
 """Small facts about quotable units that several stages share."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Sequence
 
@@ -10,9 +11,22 @@ MAX_LIST_ITEMS = 6
 CHILD_WINDOW = 50_000  # characters after a lead-in searched for the sections it leads into
 
 
+# 'For more, see the chapter on documentation tests.', 'See also the url module.': a pointer elsewhere
+_POINTER = re.compile(
+    r"^\s*(?:for\s+(?:more|further|additional|details|the\s+full|a\s+full|an?\s+\w+)\b[^.;:]*?,\s*)?"
+    r"(?:please\s+)?(?:see|refer\s+to|consult)\b",
+    re.IGNORECASE,
+)
+POINTER_WORDS = 14
+
+
 def label_only(unit: Unit) -> bool:
-    """'Evaluation methods:' and the like say nothing by themselves."""
-    return unit.text.rstrip().endswith(":") and len(unit.text.split()) < 5
+    """'Evaluation methods:' and the like say nothing by themselves; nor does a short sentence that
+    only points elsewhere ('For more, see the chapter on documentation tests.')."""
+    words = len(unit.text.split())
+    if unit.text.rstrip().endswith(":") and words < 5:
+        return True
+    return unit.kind == "sentence" and words <= POINTER_WORDS and bool(_POINTER.match(unit.text))
 
 
 def overlaps(a: Unit, b: Unit) -> bool:

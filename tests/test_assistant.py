@@ -322,6 +322,50 @@ def test_what_a_named_function_does_is_the_first_sentence_of_its_section(tmp_pat
         assert WIDGET_DOC[c.start : c.end] == c.quote
 
 
+FLAGS_DOC = """# Tool flags
+
+## --crate-name: controlling the name of the crate
+
+Using this flag looks like this:
+
+```
+$ tool src/lib.rs --crate-name mycrate
+```
+
+By default, the tool assumes that the name of your crate is the name of its file. --crate-name lets you
+override this assumption with any name you choose.
+
+## --test-args: pass options to the test runner
+
+This flag passes options to the test runner when running tests. For more, see the chapter on tests.
+
+## broken_page_links
+
+This lint warns by default. This lint detects when a link between two pages fails to resolve.
+"""
+
+
+@pytest.mark.parametrize(
+    "question, wanted, unwanted",
+    [
+        # the opening paragraph under the heading, not the lead-in to its example
+        ("What does --crate-name do?", "--crate-name lets you\noverride this assumption", "Using this flag"),
+        # a sentence that only points elsewhere is no answer
+        ("What does --test-args do?", "passes options to the test runner", "For more, see"),
+        # 'broken_page_links' asks about links between pages: the next sentence says what it detects
+        ("What does the broken_page_links lint warn about?", "fails to resolve", None),
+    ],
+)
+def test_reference_sections_answer_what_a_flag_or_lint_does(tmp_path, embedder, question, wanted, unwanted):
+    assistant = assistant_over(tmp_path, {"flags.md": FLAGS_DOC}, embedder)
+    answer = assistant.ask(question)
+    assert not answer.abstained, answer.text
+    assert wanted in answer.text, answer.text
+    assert unwanted is None or unwanted not in answer.text, answer.text
+    for c in answer.citations:
+        assert FLAGS_DOC[c.start : c.end] == c.quote
+
+
 @pytest.mark.parametrize(
     "question, heading, expected",
     [

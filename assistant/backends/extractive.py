@@ -268,6 +268,7 @@ def _antecedent(unit: Unit, index, near: Sequence[str]) -> Unit | None:
     return _neighbour(unit, index, near, -1)
 
 
+DEFINITION = 3  # sentences of the opening paragraph quoted for 'What does X do?'
 SEQUEL_SHARE = 0.05  # of the question's idf weight: a question word that is not among the most common
 
 
@@ -280,11 +281,22 @@ def with_sequel(chosen: list[Scored], scored: Sequence[Scored], query: Query, in
         return chosen
     top = chosen[0].unit
     nxt = _neighbour(top, index, near, 1)
-    if nxt is None or any(overlaps(nxt, c.unit) for c in chosen):
+    if nxt is None or label_only(nxt) or any(overlaps(nxt, c.unit) for c in chosen):
         return chosen
-    weights = {t: index.stats.idf(t) for t in content_terms(query.focus)}
+    if top.section and qtype.asks_what_it_is(query.focus, top.section[-1]):
+        # 'What does --crate-name do?': the opening paragraph under its heading, up to DEFINITION sentences
+        run = [nxt]
+        while len(run) < DEFINITION - 1:
+            after = _neighbour(run[-1], index, near, 1)
+            if after is None or label_only(after) or any(overlaps(after, c.unit) for c in chosen):
+                break
+            run.append(after)
+        found = {s.unit.id: s for s in scored}
+        return [chosen[0], *(found.get(u.id) or Scored(u, 0.0, 0.0, 0.0, -1) for u in run), *chosen[1:]]
+    # words joined by '_' count apart: 'broken_intra_doc_links' asks about intra-doc links
+    weights = {t: index.stats.idf(t) for t in content_terms(query.focus.replace("_", " "))}
     total = sum(weights.values())
-    have, new = set(content_terms(top.text)), set(content_terms(nxt.text))
+    have, new = set(content_terms(top.text.replace("_", " "))), set(content_terms(nxt.text.replace("_", " ")))
     if not total or sum(w for t, w in weights.items() if t in new and t not in have) < SEQUEL_SHARE * total:
         return chosen
     sequel = next((s for s in scored if s.unit.id == nxt.id), None) or Scored(nxt, 0.0, 0.0, 0.0, -1)
