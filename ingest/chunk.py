@@ -31,7 +31,8 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v12: an HTML comment in Markdown ('<!-- YAML added: v7.7.0 -->') is one verbatim unit, not
 #      sentences and list items ('-->', 'v7.7.0')
 # v13: a sentence is never cut inside inline code ("then `'.'` will be returned")
-CHUNKER_VERSION = "13"
+# v14: HTML pages lose their chrome: buttons, menus and elements marked hidden (ingest.load)
+CHUNKER_VERSION = "14"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

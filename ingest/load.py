@@ -246,11 +246,26 @@ def _fence(body: str) -> str:
     return "`" * max([3] + [n + 1 for n in runs])
 
 
+_CHROME_ROLES = {"menu", "menubar", "navigation", "search", "toolbar", "dialog", "tablist"}
+
+
+def _chrome(tag) -> bool:
+    """An element a reader does not read as the page's text: a control, a menu (a theme picker's
+    'Auto Light Rust Coal'), or hidden from everyone."""
+    if tag.name in ("button", "select", "input"):
+        return True
+    attrs = tag.attrs or {}
+    if "hidden" in attrs or str(attrs.get("aria-hidden", "")).lower() == "true":
+        return True
+    return str(attrs.get("role", "")).lower() in _CHROME_ROLES
+
+
 def html_to_text(html: str) -> str:
     """Readable text with Markdown structure: headings, paragraphs, list items, pipe tables.
 
     Text outside the usual block tags (in a <div>, a <section>, or bare in <body>) is kept as
-    paragraphs too: nothing on the page is dropped but scripts, styles and navigation.
+    paragraphs too: nothing on the page is dropped but scripts, styles, navigation and chrome
+    (controls, menus, elements hidden by `hidden` or `aria-hidden`).
     Inline elements join their neighbours without added spaces (`Run <code>rustdoc</code>.`
     is `Run rustdoc.`); `<br>` ends a line of a paragraph (a space in headings, items and
     cells); `<pre>` keeps its lines, fenced as code.
@@ -262,6 +277,9 @@ def html_to_text(html: str) -> str:
     soup = BeautifulSoup(html.replace("\x00", ""), "html.parser")
     for tag in soup(list(_SKIP)):
         tag.decompose()
+    for tag in soup.find_all(_chrome):  # menus, buttons and hidden elements are page chrome
+        if not tag.decomposed:
+            tag.decompose()
     out: list[str] = []
 
     def emit(el: Tag) -> None:

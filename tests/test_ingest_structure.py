@@ -583,6 +583,10 @@ def test_text_loading_rejects_bad_bytes_with_one_line(tmp_path):
         ("<pre>\nfn main() {\n    println!(\"hi\");\n}\n</pre>", "```\nfn main() {\n    println!(\"hi\");\n}\n```"),
         ("<pre><code>let a = 1;<br>let  b = <b>2</b>;</code></pre>", "```\nlet a = 1;\nlet  b = 2;\n```"),
         ("<pre>a\n```\nb</pre>", "````\na\n```\nb\n````"),
+        # page chrome is not text: controls, menus, hidden elements
+        ('<ul role="menu"><li><button>Auto</button></li><li>Light</li></ul><p>Lints help.</p>', "Lints help."),
+        ('<p>Kept<span aria-hidden="true"> #</span>.</p><div hidden>Search results</div>', "Kept."),
+        ("<p>Press <button>Copy</button> the code.</p>", "Press the code."),
     ],
 )
 def test_html_inline_elements_join_and_blocks_separate(html, text):
