@@ -16,6 +16,7 @@ PATTERNS = {
     "date": re.compile(rf"\b{_MONTHS}\b|\b1[0-9]\d\d\b|\b20\d\d\b|\bq[1-4]\b|\bquarter\b", re.IGNORECASE),
     "number": re.compile(rf"{_BARE_NUMBER}|\b{_NUMBER_WORDS}\b", re.IGNORECASE),
     "percent": re.compile(r"%|\bper ?cent\b", re.IGNORECASE),
+    "version": re.compile(r"(?<![\w.])v\d+(?:\.\d+)*\b|(?<![\w.])\d+\.\d+(?:\.\d+)*(?![\w.])|\bversion\s+\d", re.IGNORECASE),
     # a count or a length said without a bare number: 'SL-1 to SL-5', 'levels 1–4', '(>several days)'
     "span": re.compile(
         r"\b[A-Za-z]*-?\d+\s*(?:to|through|–|—)\s*[A-Za-z]*-?\d+\b"
@@ -29,10 +30,12 @@ PATTERNS = {
 # and year', 'what concrete milestone dates'), none a verb or preposition ('what happened in the year')
 _MODIFIERS = (r"(?:(?!(?:is|are|was|were|did|does|do|has|have|had|can|could|will|would|should|happened|happens"
               r"|of|in|on|at|for|to|by|about|with|from)\b)\w+\s+){0,3}")
+_DOTTED_MODIFIERS = _MODIFIERS.replace(r"\w+\s+", r"[\w.-]+\s+")  # 'which Node.js version'
 _ASKS = [
     ("percent", re.compile(r"\b(what|which) (percentage|percent|share|proportion)\b|\bhow many percent\b", re.I)),
     ("money", re.compile(r"\bhow much (money|did|does|has|have|was|is|will)\b.*\b(cost|spend|spent|pay|paid|worth|budget|fund|invest)|\b(dollar|monetary) (value|amount)\b|\bhow much .*\b(worth|cost)\b", re.I)),
     ("number", re.compile(r"\bhow (many|much|long|often)\b|\bwhat (score|number|count|amount)\b", re.I)),
+    ("version", re.compile(rf"\b(what|which)\s+{_DOTTED_MODIFIERS}(versions?|releases?)\b", re.I)),
     ("date", re.compile(rf"^\s*(when|in what year|since when|by when)\b|\b(what|which)\s+{_MODIFIERS}(dates?|years?|months?|day)\b", re.I)),
 ]
 

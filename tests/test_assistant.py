@@ -91,6 +91,10 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         ("How many security levels does RAND define?", "The SL-4 definition comes from RAND.", False),
         ("How long must the task run?", "Long-horizon task execution (>several days).", True),
         ("How long must the task run?", "Long-horizon task execution without supervision.", False),
+        # a version is asked for: a version number answers
+        ("In which Node.js version did it become stable?", "Stability: 1 - Experimental", False),
+        ("In which Node.js version did it become stable?", "Stable since v22.1.0.", True),
+        ("Which RSP version came out in October 2025?", "| v2.5 | October 2025 | SB 53 mapping |", True),
     ],
 )
 def test_what_counts_as_the_answer_type(question, text, holds):
