@@ -41,22 +41,31 @@ def turns_of(history: Iterable[Any] | None) -> tuple[Turn, ...]:
     return tuple(out)
 
 
-def is_followup(question: str) -> bool:
+# 'How did Anthropic respond?': a reaction verb with nothing after it leaves out what it reacts to
+_BARE_REACTION = re.compile(r"\b(respond|responded|react|reacted|reply|replied|retaliate|retaliated)\s*[?.!]?\s*$", re.I)
+
+
+def is_followup(question: str, last_turn: str = "") -> bool:
     """Does the question lean on an earlier turn (pronoun, 'that law', ellipsis, 'and …', 'what about …',
-    or too few words to stand alone)?"""
+    or too few words to stand alone)? `last_turn` is the previous question and answer: a question of
+    two content words and no identifier leans on them when it shares a word with them ('What does
+    METR contribute?' after an answer naming METR) or leaves out what it reacts to ('How did
+    Anthropic respond?'); 'What is the capital of France?' does not, nor does 'What is ASL-3?'."""
     pointers = (_ANAPHORA, _BARE_DEMONSTRATIVE, _DEMONSTRATIVE_NOUN)
     if _LEADS.match(question) or any(p.search(question) for p in pointers):
         return True
-    # 'How did Anthropic respond?', 'What does METR contribute?': too few words to stand alone; a
-    # short question naming an identifier ('What is ASL-3?') does stand alone
-    terms = len(content_terms(question))
-    return terms <= 1 or (terms == 2 and not qtype.identifiers(question))
+    terms = content_terms(question)
+    if len(terms) <= 1:
+        return True
+    if len(terms) != 2 or qtype.identifiers(question):
+        return False
+    return bool(set(terms) & set(content_terms(last_turn))) or bool(_BARE_REACTION.search(question))
 
 
 def resolve(question: str, history: Sequence[Turn], max_turns: int = 6) -> Query:
     """The retrieval query for `question` after `history` (oldest first)."""
     earlier = [t.content for t in history if t.role == "user" and t.content.strip()][-max_turns:]
-    if not earlier or not is_followup(question):
+    if not earlier or not is_followup(question, f"{earlier[-1]} {last_answer(history)}"):
         return Query(question)
     # the previous question may itself have leaned on the one before it
     previous = resolve(earlier[-1], [Turn("user", q) for q in earlier[:-1]], max_turns)

@@ -446,8 +446,12 @@ def test_follow_up_query_carries_the_last_answer_without_markers():
     assert q1 in q.context and "SB 53 Frontier Compliance Framework published" in q.context and "[1]" not in q.context
     assert resolve("When did that law take effect?", [Turn("user", q1), Turn("assistant", NOT_IN_CORPUS)]).context == q1
     assert resolve("What is ASL-3?", [Turn("user", q1), Turn("assistant", said)]).context == ""  # not a follow-up
-    # two words and no name with a number: too short to stand alone ('respond' to what?)
-    assert q1 in resolve("How did Anthropic respond?", [Turn("user", q1), Turn("assistant", said)]).context
+    # two content words and no identifier: too short to stand alone when they leave out what they
+    # react to, or share a word with the last turn; not when they change the subject
+    history = [Turn("user", q1), Turn("assistant", said)]
+    assert q1 in resolve("How did Anthropic respond?", history).context
+    assert q1 in resolve("What does the framework contain?", history).context
+    assert resolve("What is the capital of France?", history).context == ""
 
 
 def test_short_follow_up_with_a_word_the_corpus_lacks_is_answered(assistant):
