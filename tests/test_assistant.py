@@ -346,6 +346,10 @@ This flag passes options to the test runner when running tests. For more, see th
 ## broken_page_links
 
 This lint warns by default. This lint detects when a link between two pages fails to resolve.
+
+## missing_examples
+
+This lint is allowed by default. It detects public items without an example.
 """
 
 
@@ -358,6 +362,8 @@ This lint warns by default. This lint detects when a link between two pages fail
         ("What does --test-args do?", "passes options to the test runner", "For more, see"),
         # 'broken_page_links' asks about links between pages: the next sentence says what it detects
         ("What does the broken_page_links lint warn about?", "fails to resolve", None),
+        # 'This lint …' opening its section says which lint through the heading
+        ("Which lint is allowed by default?", "missing_examples: This lint is allowed by default.", None),
     ],
 )
 def test_reference_sections_answer_what_a_flag_or_lint_does(tmp_path, embedder, question, wanted, unwanted):

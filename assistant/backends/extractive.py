@@ -228,6 +228,8 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
                 covered.append(before)
                 yield prefix + before.text.strip(), before
                 prefix = ""
+            elif before is None and not prefix and unit.section and _POINTS_BACK.match(unit.text.lstrip()):
+                prefix = f"{unit.section[-1]}: "  # 'missing_docs: This lint is allowed by default.'
             covered.append(unit)
             yield prefix + render(unit, query), unit
             prefix = ""
