@@ -32,7 +32,8 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 #      sentences and list items ('-->', 'v7.7.0')
 # v13: a sentence is never cut inside inline code ("then `'.'` will be returned")
 # v14: HTML pages lose their chrome: buttons, menus and elements marked hidden (ingest.load)
-CHUNKER_VERSION = "14"
+# v15: a list item goes on over unindented lines while its sentence is open (a PDF's wrapped lines)
+CHUNKER_VERSION = "15"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

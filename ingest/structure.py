@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .records import Block, html_cells
 
 _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
+_SENTENCE_END = re.compile(r"[.!?:;”\")]\s*$")
 _ITEM = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+\S")
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _FENCE = re.compile(r"^[ \t]*(`{3,}(?!.*`)|~{3,})")  # a backtick fence's info string has no backtick
@@ -153,13 +154,21 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
             flush_para()
             j = i + 1
             indent = len(line.text) - len(line.text.lstrip())
-            # continuation lines: indented deeper, not themselves items or tables
+            # continuation lines: not themselves items, tables, headings or fences; indented deeper, or
+            # continuing a sentence the line before left open (a PDF's wrapped lines, CommonMark's lazy
+            # continuation: '• glob elements … will be given this' / 'MIME type (subject to …).')
             while (
                 j < len(lines)
                 and lines[j].text.strip()
                 and not _ITEM.match(lines[j].text)
-                and not lines[j].text.strip().startswith("|")
-                and (len(lines[j].text) - len(lines[j].text.lstrip())) > indent
+                and not lines[j].text.strip().startswith(("|", "<"))
+                and not _MD_HEADING.match(lines[j].text)
+                and not _FENCE.match(lines[j].text)
+                and _artefact_rest(lines, j) is None
+                and (
+                    (len(lines[j].text) - len(lines[j].text.lstrip())) > indent
+                    or not _SENTENCE_END.search(lines[j - 1].text)
+                )
             ):
                 j += 1
             blocks.append(Block("item", line.start, lines[j - 1].end))

@@ -405,6 +405,23 @@ def test_an_html_comment_in_markdown_is_one_verbatim_unit(embedder):
     assert [b.kind for b in parse_blocks("<!-- never closed\n\nText.\n")] == ["paragraph", "paragraph"]
 
 
+@pytest.mark.parametrize("kind", ["pdf", "text", "markdown"])
+def test_a_list_item_goes_on_over_wrapped_lines_while_its_sentence_is_open(kind):
+    """A PDF's text wraps an item's lines without indenting them: the item goes on while the line
+    before leaves its sentence open, and stops at a line that ends one."""
+    text = (
+        "Each element may contain:\n"
+        "• glob elements have a pattern attribute. Any file whose name matches will be given this\n"
+        "MIME type. The default weight is\n"
+        "50.\n"
+        "Applications install one file each.\n"
+    )
+    blocks = [b for b in parse_blocks(text, kind) if b.kind != "heading"]
+    item = next(b for b in blocks if b.kind == "item")
+    assert text[item.start : item.end].endswith("The default weight is\n50.")
+    assert text[blocks[-1].start : blocks[-1].end] == "Applications install one file each."
+
+
 def test_a_sentence_is_not_cut_inside_inline_code():
     text = "If the joined path is empty then `'.'` will be returned, meaning the current\ndirectory. Call `a.b()` next."
     assert [text[a:b] for a, b in sentence_spans(text, 0, len(text))] == [
