@@ -33,7 +33,9 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v13: a sentence is never cut inside inline code ("then `'.'` will be returned")
 # v14: HTML pages lose their chrome: buttons, menus and elements marked hidden (ingest.load)
 # v15: a list item goes on over unindented lines while its sentence is open (a PDF's wrapped lines)
-CHUNKER_VERSION = "15"
+# v16: PDFs: running headers and footers dropped (ingest.load), numbered section headings
+#      ('2.1. The source XML files') are headings
+CHUNKER_VERSION = "16"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

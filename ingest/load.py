@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,6 +162,42 @@ def load_file(path: Path, source: str, max_file_mb: float = 10.0) -> Document:
     return Document(source=source, text=text, kind=kind, sha=sha, page_starts=page_starts)
 
 
+RUNNING_SHARE = 0.5  # a first or last line found on this share of the pages (3 at least) is a running header or footer
+
+
+def _without_running_lines(pages: list[str]) -> list[str]:
+    """The pages without their running headers and footers: a first or last line that recurs on
+    at least half of the pages (digits aside, so 'Page 3 of 17' and a bare '3' count as one). The
+    first page keeps its first line: a running header there is usually the title."""
+    def key(line: str) -> str:
+        return re.sub(r"\d+", "#", " ".join(line.split()))
+
+    edges: list[tuple[list[str], list[str]]] = []
+    counts: dict[tuple[str, str], int] = {}
+    for page in pages:
+        lines = [ln for ln in page.split("\n") if ln.strip()]
+        first, last = lines[:1], lines[-1:]
+        edges.append((first, last))
+        for where, got in (("first", first), ("last", last)):
+            if got:
+                counts[(where, key(got[0]))] = counts.get((where, key(got[0])), 0) + 1
+    need = max(3, RUNNING_SHARE * len(pages))
+    running = {k for k, n in counts.items() if n >= need}
+    if not running:
+        return pages
+    out = []
+    for n, page in enumerate(pages):
+        lines = page.split("\n")
+        filled = [i for i, ln in enumerate(lines) if ln.strip()]
+        drop = set()
+        if n and filled and ("first", key(lines[filled[0]])) in running:  # page 1's is its title
+            drop.add(filled[0])
+        if filled and ("last", key(lines[filled[-1]])) in running:
+            drop.add(filled[-1])
+        out.append("\n".join(ln for i, ln in enumerate(lines) if i not in drop))
+    return out
+
+
 def _pdf_text(data: bytes) -> tuple[str, tuple[int, ...], str]:
     """The PDF's text, where each page starts in it, and the extractor that read it."""
     import io
@@ -181,6 +218,7 @@ def _pdf_text(data: bytes) -> tuple[str, tuple[int, ...], str]:
         raise LoadError(
             f"broken or unreadable PDF ({type(err).__name__}) — check that it opens in a PDF viewer, or export it again"
         ) from None
+    pages = _without_running_lines(pages)
     parts: list[str] = []
     starts: list[int] = []
     pos = 0

@@ -61,6 +61,37 @@ def _split_line(lines: list[_Line], i: int, at: int) -> None:
     lines[i] = _Line(at, line.end, line.text[cut:])
 
 
+# a PDF's numbered section heading: '1. Introduction', '2.1. The source XML files', '1.2. What is this spec?'
+_PDF_NUMBERED = re.compile(r"^[ \t]*(\d{1,2}(?:\.\d{1,2}){0,4})\.?[ \t]+([A-Z][^.;:,!]{0,80}?[?]?)[ \t]*$")
+MAX_HEADING_WORDS = 12
+
+
+def _pdf_headings(lines: list[_Line]) -> dict[int, int]:
+    """Line index -> level of the numbered section headings of a PDF's text. '2.1. Title' is one
+    (level 2) within chapter 2; '2. Title' (level 1) only when the next numbered line is its first
+    section and the chapters number up, so that a numbered list ('1. Close the valve') stays a list."""
+    found: dict[int, tuple[int, ...]] = {}
+    for i, line in enumerate(lines):
+        m = _PDF_NUMBERED.match(line.text)
+        title = m.group(2) if m else ""
+        # a title in words: mixed case or all capitals ('2 CARD16 MAJOR_VERSION 1' is a table line)
+        if m and len(title.split()) <= MAX_HEADING_WORDS and (re.search(r"[a-z]", title) or re.fullmatch(r"[A-Z][A-Z &-]+", title)):
+            found[i] = tuple(int(n) for n in m.group(1).split("."))
+    order = sorted(found.items())
+    out: dict[int, int] = {}
+    top = None  # the chapter number in force
+    for k, (i, num) in enumerate(order):
+        if len(num) == 1:
+            nxt = order[k + 1][1] if k + 1 < len(order) else ()
+            # a chapter heading is followed by its first section and numbers up ('1. Close the
+            # valve' under '2. Installation' is a list item)
+            if nxt[:1] == num and len(nxt) > 1 and (top is None or num[0] > top):
+                out[i], top = 1, num[0]
+        elif top is None or num[0] == top:
+            out[i] = len(num)
+    return out
+
+
 def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
     """Blocks in document order; heading blocks carry level and title."""
     lines = _lines(text)
@@ -68,6 +99,7 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
     i = 0
     para: list[_Line] = []
     seen_numbered_parent = False
+    numbered = _pdf_headings(lines) if kind == "pdf" else {}
 
     def flush_para() -> None:
         if para:
@@ -88,6 +120,11 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
                 blocks.append(Block("heading", line.start, line.end, len(m.group(1)), m.group(2).strip()))
                 i += 1
                 continue
+        if i in numbered:
+            flush_para()
+            blocks.append(Block("heading", line.start, line.end, numbered[i], stripped))
+            i += 1
+            continue
         rest = _artefact_rest(lines, i)
         if rest is not None:
             flush_para()
@@ -165,6 +202,7 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
                 and not _MD_HEADING.match(lines[j].text)
                 and not _FENCE.match(lines[j].text)
                 and _artefact_rest(lines, j) is None
+                and j not in numbered
                 and (
                     (len(lines[j].text) - len(lines[j].text.lstrip())) > indent
                     or not _SENTENCE_END.search(lines[j - 1].text)

@@ -289,3 +289,29 @@ def test_a_store_written_before_pages_still_reads_and_is_rebuilt(tmp_path, pdf_p
         assert [c.name for c in store.client.list_collections() if c.name.endswith("__units")] == []  # the old units went
     finally:
         store.client.close()
+
+
+def test_running_headers_and_footers_are_dropped_but_the_first_page_keeps_its_title():
+    from ingest.load import _without_running_lines
+
+    pages = [f"Field Manual\nSection text number {i}.\nMore text.\nPage {i + 1} of 5" for i in range(5)]
+    pages[2] = "Field Manual\nA page whose last line is its own.\nThe end of it."
+    out = _without_running_lines(pages)
+    assert out[0].startswith("Field Manual\nSection text number 0.")  # the title stays on page 1
+    assert all("Field Manual" not in p for p in out[1:])
+    assert all("Page" not in p for p in out) and out[2].endswith("The end of it.")
+    assert _without_running_lines(pages[:2]) == pages[:2]  # two pages: nothing recurs enough
+
+
+def test_numbered_section_headings_of_a_pdf_are_headings_and_a_numbered_list_stays_a_list():
+    from ingest.structure import parse_blocks
+
+    text = (
+        "1. Introduction\n1.1. Scope\nThis guide covers the pumps.\n2. Installation\n2.1. Before you start\n"
+        "Do these steps:\n1. Close the valve.\n2. Drain the tank.\n3 CARD16 MAJOR_VERSION 1\n"
+    )
+    blocks = parse_blocks(text, "pdf")
+    headings = [(b.level, b.title) for b in blocks if b.kind == "heading"]
+    assert headings == [(1, "1. Introduction"), (2, "1.1. Scope"), (1, "2. Installation"), (2, "2.1. Before you start")]
+    items = [text[b.start : b.end] for b in blocks if b.kind == "item"]
+    assert items[:2] == ["1. Close the valve.", "2. Drain the tank."]
