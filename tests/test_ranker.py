@@ -317,4 +317,4 @@ def test_the_card_says_when_ingest_cuts_documentation_differently_than_at_traini
 
     assert _chunker_note({"training": {"chunker": CHUNKER_VERSION}}) == []
     note = " ".join(_chunker_note({"training": {}}))
-    assert "earlier chunker" in note and f"v{CHUNKER_VERSION}" in note
+    assert "earlier chunker" in note and "CHUNKER_VERSION" in note

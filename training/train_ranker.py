@@ -467,10 +467,10 @@ def _chunker_note(manifest: dict) -> list[str]:
         return []
     when = f"chunker v{built}" if built else "an earlier chunker (before v10)"
     return [
-        f"The documentation lists of this file were cut with {when}; ingest is now at chunker",
-        f"v{CHUNKER_VERSION}, which cuts some documentation units differently (HTML tables in Markdown, an HTML",
-        "comment as one unit, no sentence cut inside inline code). A rebuild therefore trains on slightly",
-        "different lists, and its weights and figures differ a little from the ones above.",
+        f"The documentation lists of this file were cut with {when}; ingest has changed how it cuts",
+        "documentation since (`CHUNKER_VERSION` in `ingest/chunk.py`; its comments list each change). A",
+        "rebuild therefore trains on slightly different lists, and its weights and figures differ a little",
+        "from the ones above.",
         "",
     ]
 
