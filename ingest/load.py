@@ -172,13 +172,10 @@ def _without_running_lines(pages: list[str]) -> list[str]:
     def key(line: str) -> str:
         return re.sub(r"\d+", "#", " ".join(line.split()))
 
-    edges: list[tuple[list[str], list[str]]] = []
     counts: dict[tuple[str, str], int] = {}
     for page in pages:
         lines = [ln for ln in page.split("\n") if ln.strip()]
-        first, last = lines[:1], lines[-1:]
-        edges.append((first, last))
-        for where, got in (("first", first), ("last", last)):
+        for where, got in (("first", lines[:1]), ("last", lines[-1:])):
             if got:
                 counts[(where, key(got[0]))] = counts.get((where, key(got[0])), 0) + 1
     need = max(3, RUNNING_SHARE * len(pages))
