@@ -2,7 +2,8 @@
 
 Confidence is the best evidence score (with the bonus for naming the identifier the question
 names) among the top answerable units that hold what the question asks for (a date, a number, an
-amount; the numbers inside the names the question names do not count), lowered by the share of
+amount, a version — or, when no unit holds a version number, a year; the numbers inside the
+names the question names do not count), lowered by the share of
 the question's words the corpus never uses (nor a synonym of them). The corpus "does not say"
 when no unit qualifies, when the question names an identifier the corpus never mentions
 ("ASL-5", "v2.6"), or when confidence is below the threshold.
@@ -27,6 +28,8 @@ def decide(
     kind = qtype.expected_type(query.focus)
     names = qtype.identifiers(query.focus)
     typed = tuple(s for s in useful if qtype.satisfies(kind, s.unit.text, names))
+    if not typed and kind in qtype.FALLBACK:
+        typed = tuple(s for s in useful if qtype.satisfies(qtype.FALLBACK[kind], s.unit.text, names))
     if not typed:
         return Decision(True, 0.0, threshold, "answer type" if useful else "no candidates")
     if qtype.unknown_identifiers(query.focus, index.identifiers):

@@ -16,7 +16,9 @@ PATTERNS = {
     "date": re.compile(rf"\b{_MONTHS}\b|\b1[0-9]\d\d\b|\b20\d\d\b|\bq[1-4]\b|\bquarter\b", re.IGNORECASE),
     "number": re.compile(rf"{_BARE_NUMBER}|\b{_NUMBER_WORDS}\b", re.IGNORECASE),
     "percent": re.compile(r"%|\bper ?cent\b", re.IGNORECASE),
-    "version": re.compile(r"(?<![\w.])v\d+(?:\.\d+)*\b|(?<![\w.])\d+\.\d+(?:\.\d+)*(?![\w.])|\bversion\s+\d", re.IGNORECASE),
+    # 'v2.5', '20.17.0', 'version 3' (not '9.1 million')
+    "version": re.compile(r"(?<![\w.])v\d+(?:\.\d+)*\b|(?<![\w.])\d+\.\d+\.\d+(?![\w.])|\bversion\s+\d", re.IGNORECASE),
+    "year": re.compile(r"\b(?:1[0-9]|20)\d\d\b"),
     # a count or a length said without a bare number: 'SL-1 to SL-5', 'levels 1–4', '(>several days)'
     "span": re.compile(
         r"\b[A-Za-z]*-?\d+\s*(?:to|through|–|—)\s*[A-Za-z]*-?\d+\b"
@@ -50,6 +52,11 @@ _SCENE = re.compile(
     r"|when|did|does|do|is|are|was|were|can|could|should|would|will|has|have|had)\b)",
     re.I,
 )
+
+
+# what else answers when no candidate holds the type asked for: a version may be a year ('the
+# 2010 version of the theme') when no candidate holds a version number
+FALLBACK = {"version": "year"}
 
 
 def expected_type(question: str) -> str | None:

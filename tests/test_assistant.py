@@ -95,6 +95,8 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         ("In which Node.js version did it become stable?", "Stability: 1 - Experimental", False),
         ("In which Node.js version did it become stable?", "Stable since v22.1.0.", True),
         ("Which RSP version came out in October 2025?", "| v2.5 | October 2025 | SB 53 mapping |", True),
+        ("Which version of the theme was badly received?", "The 2010 version was reported to be disliked.", False),
+        ("Which version was watched most?", "It drew 9.1 million viewers.", False),  # a decimal is no version
     ],
 )
 def test_what_counts_as_the_answer_type(question, text, holds):
@@ -233,6 +235,22 @@ def test_a_sentence_that_points_back_comes_with_the_one_it_points_to(tmp_path, e
     assert [c.quote.split()[0] for c in answer.citations[:2]] == ["Margarethe", "She"]
     for c in answer.citations:
         assert HARBOUR_DOC[c.start : c.end] == c.quote
+
+
+THEME_DOC = """# The theme tune
+
+## Arrangements
+
+The theme was first recorded in 1963 on tape loops. The 2010 version of the theme was disliked by some
+viewers for its brass section. The 1980 arrangement used synthesisers.
+"""
+
+
+def test_a_version_may_be_a_year_when_no_candidate_holds_a_version_number(tmp_path, embedder):
+    assistant = assistant_over(tmp_path, {"theme.md": THEME_DOC}, embedder)
+    answer = assistant.ask("Which version of the theme was disliked by some viewers?")
+    assert not answer.abstained, answer.text
+    assert "The 2010 version of the theme was disliked" in answer.citations[0].quote
 
 
 DYKE_DOC = """# The river town
