@@ -620,6 +620,10 @@ def test_server_mode_ingest_question_and_follow_up(chroma_server, embedder, tmp_
     )
     assert "pause" in follow.text.lower()
     check_citations(assistant, follow)
+    # the subsections a lead-in leads into are found by a metadata query on the server too
+    listed = assistant.ask("Across how many capability categories does RSP v3 set thresholds?")
+    assert "four capability categories" in listed.text and "2. Cybersecurity:" in listed.text, listed.text
+    check_citations(assistant, listed)
 
 
 def test_the_verify_stage_catches_phantom_markers_and_wrong_quotes_but_not_quoted_code():
