@@ -200,12 +200,20 @@ _DEFINING = {"what", "what's", "whats", "does", "do", "is", "are", "the", "a", "
              "mean", "means", "used", "use", "for", "purpose", "of", "how", "work", "works"}
 
 
+def _undefining_words(question: str) -> set[str]:
+    return {w.strip(".,:;!") for w in _asked_words(question)} - _DEFINING - {""}
+
+
+def may_ask_what_it_is(question: str) -> bool:
+    """A cheap test before asks_what_it_is: few enough words beyond 'what does … do' to be only the
+    name of a heading (at most 5 words, each possibly in two spellings)."""
+    return len(_undefining_words(question)) <= 10
+
+
 def asks_what_it_is(question: str, heading: str) -> bool:
     """'What does rl.prompt() do?' about the section headed '`rl.prompt([preserveCursor])`': the
     question names the heading and asks nothing else (what it is, does, is for; not what it returns)."""
-    words = _heading_words(heading)
-    asked = _asked_words(question)
-    if not words or not all(w in asked or w.rstrip(".,:;") in asked for w in words):
+    if not heading_named(heading, question):
         return False
-    rest = {w.strip(".,:;!") for w in asked} - set(words) - {w.rstrip(".,:;") for w in words}
-    return not (rest - _DEFINING - {""})
+    words = _heading_words(heading)
+    return not (_undefining_words(question) - set(words) - {w.rstrip(".,:;") for w in words})

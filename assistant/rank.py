@@ -125,7 +125,8 @@ def score_units(
     acronym = qtype.acronym_asked(query.focus)  # 'What does MATS stand for?': where it is spelt out
     spelt = [i for i, u in enumerate(units) if qtype.spells_out(acronym, u.text)] if acronym else []
     matches += [spelt] if spelt else []
-    defined = _defining_sentences(query.focus, units)  # 'What does rl.prompt() do?': its section's first sentence
+    # 'What does rl.prompt() do?': the first sentence under its heading
+    defined = _defining_sentences(query.focus, units) if qtype.may_ask_what_it_is(query.focus) else []
     matches += [defined] if defined else []
     quoted = np.zeros(n, dtype=np.float32)
     for holding in matches:

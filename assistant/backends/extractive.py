@@ -87,7 +87,7 @@ def something_new(pieces: Sequence[tuple[str, Citation]], evidence: Evidence, re
         return best
     if best is None:
         return after
-    weights = {t: evidence.index.stats.idf(t) for t in content_terms(evidence.query.focus)}
+    weights = _idf_weights(evidence.query.focus, evidence.index)
 
     def asked(s: Scored) -> float:
         return sum(weights.get(t, 0.0) for t in set(content_terms(s.unit.text)))
@@ -293,16 +293,21 @@ def with_sequel(chosen: list[Scored], scored: Sequence[Scored], query: Query, in
             if after is None or label_only(after) or any(overlaps(after, c.unit) for c in chosen):
                 break
             run.append(after)
-        found = {s.unit.id: s for s in scored}
-        return [chosen[0], *(found.get(u.id) or Scored(u, 0.0, 0.0, 0.0, -1) for u in run), *chosen[1:]]
-    # words joined by '_' count apart: 'broken_intra_doc_links' asks about intra-doc links
-    weights = {t: index.stats.idf(t) for t in content_terms(query.focus.replace("_", " "))}
-    total = sum(weights.values())
-    have, new = set(content_terms(top.text.replace("_", " "))), set(content_terms(nxt.text.replace("_", " ")))
-    if not total or sum(w for t, w in weights.items() if t in new and t not in have) < SEQUEL_SHARE * total:
-        return chosen
-    sequel = next((s for s in scored if s.unit.id == nxt.id), None) or Scored(nxt, 0.0, 0.0, 0.0, -1)
-    return [chosen[0], sequel, *chosen[1:]]
+    else:
+        # words joined by '_' count apart: 'broken_intra_doc_links' asks about intra-doc links
+        weights = _idf_weights(query.focus.replace("_", " "), index)
+        total = sum(weights.values())
+        have, new = set(content_terms(top.text.replace("_", " "))), set(content_terms(nxt.text.replace("_", " ")))
+        if not total or sum(w for t, w in weights.items() if t in new and t not in have) < SEQUEL_SHARE * total:
+            return chosen
+        run = [nxt]
+    found = {s.unit.id: s for s in scored}
+    return [chosen[0], *(found.get(u.id) or Scored(u, 0.0, 0.0, 0.0, -1) for u in run), *chosen[1:]]
+
+
+def _idf_weights(text: str, index) -> dict[str, float]:
+    """The question's content terms with their idf in the corpus."""
+    return {t: index.stats.idf(t) for t in content_terms(text)}
 
 
 def compose_parts(
