@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from .terms import content_terms
+
 _MONTHS = r"(january|february|march|april|may|june|july|august|september|october|november|december)"
 _NUMBER_WORDS = r"(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|hundred|thousand|million|billion|half|halves|twice|double|triple|thirds?|quarters?)"
 _BARE_NUMBER = r"(?<![\w.\-])\d[\d,]*(\.\d+)?(?![\w\-]|\.\w)"
@@ -217,3 +219,40 @@ def asks_what_it_is(question: str, heading: str) -> bool:
         return False
     words = _heading_words(heading)
     return not (_undefining_words(question) - set(words) - {w.rstrip(".,:;") for w in words})
+
+
+# "Summarise …", "List …", "What are the main criticisms …", "How do I …": the answer is a list
+BROAD = re.compile(
+    r"^\s*(?:please\s+)?(?:summari[sz]e|list|outline|enumerate"
+    r"|give\s+(?:me\s+)?(?:an?\s+|the\s+)?(?:overview|summary|list|timeline|rundown|history)"
+    r"|what\s+(?:are|were)\s+(?:all\s+)?the\s+(?:main|key|major|principal)\s|how\s+(?:do|can|should)\s+(?:i|you|we)\s"
+    r"|what\s+(?:steps|stages)|which\s+steps"
+    # 'How is a model's CBRN uplift evaluated?', 'How are reviewers chosen?': how something is done
+    r"|how\s+(?:is|are|was|were)\s+[^?]*\b(?:\w+ed|chosen)\s*\??\s*$)",
+    re.IGNORECASE,
+)
+
+
+def is_broad(question: str) -> bool:
+    return bool(BROAD.search(question))
+
+
+# '1. CBRN', '2.1. The glob files', 'iv. Scope', 'a) Terms': numbering is not part of the name
+_NUMBERING = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[ivxlc]+\.|[a-z]\))\s+", re.IGNORECASE)
+
+
+def section_asked(question: str, section: tuple[str, ...]) -> int | None:
+    """The depth of the deepest heading in a heading trail that the question asks about as a whole
+    ('Summarise the academic critique.' and '## Academic critique'; 'What are the industry-practice
+    observations?'), or None. The question's content words must hold every content word of the
+    heading and nothing else, save one more for a broad question ('Summarise the academic critique
+    of the RSP.')."""
+    asked = set(content_terms(question)) - {"i"}  # 'How do I …'
+    if not asked:
+        return None
+    extra = 1 if is_broad(question) else 0
+    for depth in range(len(section) - 1, -1, -1):
+        named = set(content_terms(_NUMBERING.sub("", section[depth])))
+        if named and named <= asked and len(asked - named) <= extra:
+            return depth
+    return None

@@ -22,6 +22,7 @@ from . import qtype
 from .records import Hit, Query, Scored
 from .synonyms import CREDIT, NONE, Synonyms
 from .terms import TermStats, content_terms
+from .units import label_only
 
 W_DENSE, W_LEX, W_RANK = 0.55, 0.35, 0.10
 W_IDENTIFIER = 0.25
@@ -128,6 +129,13 @@ def score_units(
     # 'What does rl.prompt() do?': the first sentence under its heading
     defined = _defining_sentences(query.focus, units) if qtype.may_ask_what_it_is(query.focus) else []
     matches += [defined] if defined else []
+    # 'Summarise the academic critique.': the first unit of the section it names answers as well
+    # as its heading does, and the heading is as sharp a signal as a named identifier
+    openings = _section_openings(query.focus, units)
+    for i, heading in openings:
+        own = _coverage(weights, set(terms[i]) | set(content_terms(heading)), alts) / total
+        lexical[i] = max(lexical[i], min(own, 1.0))
+        named[i] += 1.0 / len(openings)
     quoted = np.zeros(n, dtype=np.float32)
     for holding in matches:
         if holding:
@@ -174,6 +182,25 @@ def _defining_sentences(question: str, units) -> list[int]:
         if key not in first or u.start < units[first[key]].start:
             first[key] = i
     return [i for (_, section), i in first.items() if qtype.asks_what_it_is(question, section[-1])]
+
+
+def _section_openings(question: str, units) -> list[tuple[int, str]]:
+    """The first unit (lead-ins and pointers left out) of each section the question asks about as a
+    whole (qtype.section_asked), among the units that compete, with the section's heading."""
+    depths: dict[tuple, int | None] = {}
+    first: dict[tuple, int] = {}
+    for i, u in enumerate(units):
+        if not u.section or label_only(u):
+            continue
+        if u.section not in depths:
+            depths[u.section] = qtype.section_asked(question, u.section)
+        depth = depths[u.section]
+        if depth is None:
+            continue
+        key = (u.source, u.section[: depth + 1])
+        if key not in first or u.start < units[first[key]].start:
+            first[key] = i
+    return [(i, key[1][-1]) for key, i in first.items()]
 
 
 def rerank(hits: Sequence[Hit], scored: Sequence[Scored], chunks: dict) -> list[Hit]:

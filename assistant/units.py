@@ -134,3 +134,54 @@ def child_sections(unit: Unit, index, limit: int) -> list[Unit]:
         if len(out) >= limit:
             break
     return out if len(out) >= 2 else []
+
+
+OUTLINE_SENTENCES = 3  # sentences quoted from a named section that has no subsections
+
+
+def section_outline(unit: Unit, depth: int, index, limit: int, whole: bool = True) -> list[tuple[str, Unit]]:
+    """What a question about a whole section ('Summarise the academic critique.') gets: the section
+    (the unit's heading trail down to `depth`) as (heading prefix, unit) pairs in document order.
+    With two or more subsections, when the `whole` section is asked for (a broad question) or it
+    says nothing itself but a lead-in: the section's own first unit, then the first unit of each
+    subsection, named by its heading ('Bengio: minimum requirements …: In the 2024 International
+    AI Safety Report …'), up to `limit`. Otherwise its own units ('What is rustdoc?': what its
+    page says first): up to OUTLINE_SENTENCES sentences and the list, rows or code among them, up
+    to `limit` in all. Empty when the section is not found around the unit."""
+    trail = unit.section[: depth + 1]
+    ids = index.store.chunk_ids_after(unit.source, max(0, unit.start - CHILD_WINDOW), 2 * CHILD_WINDOW)
+    groups = index.arena.load(ids) if ids else {}
+    own: list[Unit] = []
+    subs: dict[str, list[Unit]] = {}
+    for cid in ids:
+        for u in groups[cid].units if cid in groups else ():
+            if u.section[: depth + 1] != trail or label_only(u) and not leads_in(u):
+                continue
+            if len(u.section) == depth + 1:
+                own.append(u)
+            else:
+                subs.setdefault(u.section[depth + 1], []).append(u)
+    if len(subs) >= 2 and (whole or all(leads_in(u) for u in own)):
+        heads = [(f"{h}: ", _opening(us, index)) for h, us in subs.items()]
+        return ([("", own[0])] if own else []) + [(p, u) for p, u in heads if u is not None][: limit - bool(own)]
+    out: list[tuple[str, Unit]] = []
+    sentences = 0
+    for u in own:
+        if u.kind not in RUN_KINDS:
+            if sentences >= OUTLINE_SENTENCES:
+                break
+            sentences += 1
+        out.append(("", u))
+        if len(out) >= limit:
+            break
+    while out and leads_in(out[-1][1]):
+        out.pop()  # 'For example:' with its example cut off
+    return out
+
+
+def _opening(units: Sequence[Unit], index) -> Unit | None:
+    """What a subsection says first: its first unit that is not a lead-in to an example ('Using this
+    flag looks like this:'; a lead-in to a list counts), words before code ('This will show
+    rustdoc's built-in help.' rather than '$ rustdoc -h'). None when it has only labels."""
+    fit = [u for u in units if not label_only(u) and (not leads_in(u) or with_list(u, index)[1])]
+    return next((u for u in fit if u.kind != "code"), fit[0] if fit else None)  # words before code

@@ -35,7 +35,8 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v15: a list item goes on over unindented lines while its sentence is open (a PDF's wrapped lines)
 # v16: PDFs: running headers and footers dropped (ingest.load), numbered section headings
 #      ('2.1. The source XML files') are headings
-CHUNKER_VERSION = "16"
+# v17: no sentence cut after 'et al.' (punkt's abbreviations are single words: 'al', not 'et al')
+CHUNKER_VERSION = "17"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

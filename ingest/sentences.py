@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-_ABBREV = {"e.g", "i.e", "et al", "cf", "vs", "etc", "approx", "no", "fig", "dr", "mr", "ms", "st", "u.s", "u.k"}
+_ABBREV = {"e.g", "i.e", "al", "cf", "vs", "etc", "approx", "no", "fig", "dr", "mr", "ms", "st", "u.s", "u.k"}
 _LINE_END = re.compile(r"[.!?:;”\")]\s*$")
 
 

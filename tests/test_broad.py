@@ -125,6 +125,85 @@ def test_a_lead_in_to_subsections_brings_each_subsection_by_its_heading(orchard,
     ],
 )
 def test_which_questions_ask_for_the_whole_list(question, broad):
-    from assistant.backends.extractive import is_broad
+    from assistant.qtype import is_broad
 
     assert is_broad(question) is broad
+
+
+GUIDE = """# Eastwick Harbour Guide
+
+## Moorings
+
+Visiting boats may moor at the north pontoon for up to three nights. Longer stays are arranged
+with the harbour master. Rafting more than three boats deep is not allowed.
+
+## Local services
+
+### Fuel
+
+The fuel berth sells diesel from eight in the morning until six in the evening.
+
+### Repairs
+
+Using the slipway looks like this:
+
+```
+book slipway --hours 4
+```
+
+Calder Marine repairs engines and rigging at the boatyard behind the slipway.
+
+### Provisions
+
+A small shop beside the harbour office sells bread, milk and ice.
+
+## Harbour office
+
+The harbour office collects mooring fees and issues tide tables. Its staff answer on VHF
+channel 12.
+"""
+
+
+@pytest.fixture(scope="module")
+def harbour(tmp_path_factory, embedder):
+    return assistant_over(tmp_path_factory.mktemp("harbour"), {"guide.md": GUIDE}, embedder)
+
+
+@pytest.mark.parametrize("question", ["What are the local services?", "Summarise the local services."])
+def test_a_question_naming_a_section_gets_each_subsection_by_its_heading(harbour, question):
+    """The question names a section that says nothing itself: each subsection is named by its
+    heading and quoted by what it says first in words (a lead-in to an example and the example
+    left out), each cited."""
+    answer = harbour.ask(question)
+    assert not answer.abstained, answer.text
+    for heading, fact in (("Fuel", "The fuel berth"), ("Repairs", "Calder Marine"), ("Provisions", "A small shop")):
+        assert f"{heading}: {fact}" in answer.text, answer.text
+    assert "looks like this" not in answer.text and "book slipway" not in answer.text
+    assert len(answer.citations) == 3
+    for c in answer.citations:
+        assert GUIDE[c.start : c.end] == c.quote
+
+
+def test_a_question_naming_a_section_with_its_own_words_gets_them(harbour):
+    answer = harbour.ask("What about moorings?")
+    assert not answer.abstained, answer.text
+    assert [c.quote.split()[0] for c in answer.citations] == ["Visiting", "Longer", "Rafting"], answer.text
+
+
+@pytest.mark.parametrize(
+    "question, section, depth",
+    [
+        ("Summarise the academic critique.", ("Review", "Academic critique", "Bengio: minimum requirements"), 1),
+        ("Summarise the academic critique of the RSP.", ("Review", "Academic critique"), 1),  # one word more
+        ("What are the industry-practice observations?", ("Review", "Industry-practice observations"), 1),
+        ("How do I run documentation tests?", ("Documentation tests",), 0),
+        ("Give an overview of the cybersecurity thresholds.", ("Review", "Thresholds", "2. Cybersecurity"), 2),
+        ("What is the cybersecurity threshold?", ("Review", "Thresholds", "2. Cybersecurity"), None),  # not broad
+        ("What is the ASL-3 cybersecurity threshold for uplift?", ("Review", "2. Cybersecurity"), None),
+        ("Summarise the version history.", ("Review", "Version timeline"), None),
+    ],
+)
+def test_which_questions_ask_about_a_whole_section(question, section, depth):
+    from assistant.qtype import section_asked
+
+    assert section_asked(question, section) == depth

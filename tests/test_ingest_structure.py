@@ -430,6 +430,14 @@ def test_a_sentence_is_not_cut_inside_inline_code():
     ]
 
 
+def test_a_sentence_is_not_cut_after_et_al():
+    text = "Anderljung et al. (Frontier AI Regulation, 2023) propose three pillars. The RSP advances one."
+    assert [text[a:b] for a, b in sentence_spans(text, 0, len(text))] == [
+        "Anderljung et al. (Frontier AI Regulation, 2023) propose three pillars.",
+        "The RSP advances one.",
+    ]
+
+
 def test_every_sentence_of_a_long_list_item_is_a_unit(embedder):
     readings = ", ".join(f"{i * 1.7:.1f}" for i in range(35))
     item = f"- Readings in March: {readings}. Readings in April: {readings}."

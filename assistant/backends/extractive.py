@@ -16,7 +16,7 @@ from .. import qtype
 from ..conversation import last_answer, strip_markers
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
-from ..units import child_sections, label_only, leads_in, overlaps, run_after, section_units, with_list
+from ..units import child_sections, label_only, leads_in, overlaps, run_after, section_outline, section_units, with_list
 
 MARGIN = 0.06  # further sentences must score within this of the best one
 REDUNDANT = 0.9  # cosine above which a further sentence repeats a chosen one
@@ -141,16 +141,6 @@ def render(unit: Unit, query: Query) -> str:
     return f"{names[0]}: {cells[0]} — {parts}"
 
 
-# "Summarise …", "List …", "What are the main criticisms …", "How do I …": the answer is a list
-BROAD = re.compile(
-    r"^\s*(?:please\s+)?(?:summari[sz]e|list|outline|enumerate"
-    r"|give\s+(?:me\s+)?(?:an?\s+|the\s+)?(?:overview|summary|list|timeline|rundown|history)"
-    r"|what\s+(?:are|were)\s+(?:all\s+)?the\s+(?:main|key|major|principal)\s|how\s+(?:do|can|should)\s+(?:i|you|we)\s"
-    r"|what\s+(?:steps|stages)|which\s+steps"
-    # 'How is a model's CBRN uplift evaluated?', 'How are reviewers chosen?': how something is done
-    r"|how\s+(?:is|are|was|were)\s+[^?]*\b(?:\w+ed|chosen)\s*\??\s*$)",
-    re.IGNORECASE,
-)
 MAX_LIST_QUOTED = 8  # items, rows or steps quoted for a broad question, each cited
 
 
@@ -164,13 +154,9 @@ PLURAL = re.compile(
 )
 
 
-def is_broad(question: str) -> bool:
-    return bool(BROAD.search(question))
-
-
 def asks_for_list(question: str) -> bool:
     """A question whose answer is a list when the corpus has one there (broad questions included)."""
-    return is_broad(question) or bool(PLURAL.search(question))
+    return qtype.is_broad(question) or bool(PLURAL.search(question))
 
 
 def _siblings_chosen(chosen: Sequence[Scored], index, near: Sequence[str]) -> bool:
@@ -185,13 +171,24 @@ def _siblings_chosen(chosen: Sequence[Scored], index, near: Sequence[str]) -> bo
 
 def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str] = ()) -> Iterator[tuple[str, Unit]]:
     """(text, unit) for each quoted piece of the answer, in order; each gets its own [n]."""
-    broad = is_broad(query.focus)
+    broad = qtype.is_broad(query.focus)
     listing = asks_for_list(query.focus) or _siblings_chosen(chosen, index, near)
     covered: list[Unit] = []
 
     def fresh(u: Unit) -> bool:
         return not any(overlaps(u, c) for c in covered)
 
+    if chosen and chosen[0].unit.section:
+        depth = qtype.section_asked(query.focus, chosen[0].unit.section)
+        outline = section_outline(chosen[0].unit, depth, index, MAX_LIST_QUOTED, broad) if depth is not None else []
+        if outline:  # 'Summarise the academic critique.': the section it names, in outline
+            for prefix, u in outline:
+                listed, items = with_list(u, index) if prefix else (u, [])
+                if items:  # a subsection opening with a lead-in: with its list, in one piece
+                    yield prefix + f"{u.text.strip()} {'; '.join(i.text.strip() for i in items)}", listed
+                else:
+                    yield prefix + render(u, query), u
+            return
     for k, s in enumerate(chosen):
         unit, prefix = s.unit, ""
         if k == 0 and unit.section and qtype.heading_named(unit.section[-1], query.focus):
