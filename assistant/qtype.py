@@ -176,9 +176,18 @@ _IDENTIFIER_LIKE = re.compile(r"[`_\-.()/#]|[a-z][A-Z]|[A-Za-z]\d")
 _IDENT_CHARS = re.compile(r"[`'\"“”‘’()\[\]]")
 
 
+# 'Class: `URLSearchParams`', 'Event: `'close'`', 'Static method: …': the kind of thing a heading names
+_KIND_LABEL = re.compile(
+    r"^\s*(?:static\s+|instance\s+)?(?:class|event|constructor|method|property|function|interface|module"
+    r"|type|enum|struct|trait|macro|constant|attribute|lint|option|flag|command|field)\s*:\s+",
+    re.IGNORECASE,
+)
+
+
 def _heading_words(heading: str) -> list[str]:
-    """The words of an identifier-like heading's name ('`f(path)`: about f' names f), or []."""
-    name = re.split(r":\s|\s[—–-]\s", heading, maxsplit=1)[0]
+    """The words of an identifier-like heading's name ('`f(path)`: about f' names f; 'Class:
+    `URLSearchParams`' names URLSearchParams), or []."""
+    name = re.split(r":\s|\s[—–-]\s", _KIND_LABEL.sub("", heading), maxsplit=1)[0]
     if not _IDENTIFIER_LIKE.search(name):
         return []
     words = _IDENT_CHARS.sub(" ", re.sub(r"\(.*?\)", " ", name)).lower().split()
@@ -252,7 +261,7 @@ def section_asked(question: str, section: tuple[str, ...]) -> int | None:
         return None
     extra = 1 if is_broad(question) else 0
     for depth in range(len(section) - 1, -1, -1):
-        named = set(content_terms(_NUMBERING.sub("", section[depth])))
+        named = set(content_terms(_KIND_LABEL.sub("", _NUMBERING.sub("", section[depth]))))
         if named and named <= asked and len(asked - named) <= extra:
             return depth
     return None

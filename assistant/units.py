@@ -155,8 +155,8 @@ def section_outline(unit: Unit, depth: int, index, limit: int, whole: bool = Tru
     subs: dict[str, list[Unit]] = {}
     for cid in ids:
         for u in groups[cid].units if cid in groups else ():
-            if u.section[: depth + 1] != trail or label_only(u) and not leads_in(u):
-                continue
+            if u.section[: depth + 1] != trail or label_only(u) and not leads_in(u) or _comment(u):
+                continue  # a comment ('<!-- YAML added: v7.5.0 -->') answers only a question about it
             if len(u.section) == depth + 1:
                 own.append(u)
             else:
@@ -177,6 +177,10 @@ def section_outline(unit: Unit, depth: int, index, limit: int, whole: bool = Tru
     while out and leads_in(out[-1][1]):
         out.pop()  # 'For example:' with its example cut off
     return out
+
+
+def _comment(unit: Unit) -> bool:
+    return unit.text.lstrip().startswith("<!--")
 
 
 def _opening(units: Sequence[Unit], index) -> Unit | None:

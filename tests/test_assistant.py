@@ -403,6 +403,8 @@ def test_reference_sections_answer_what_a_flag_or_lint_does(tmp_path, embedder, 
         ("What does path.extname() return for a path with no dot?", "`path.extname(path)`", False),
         ("What does rl.prompt() do?", "`rl.close()`", False),
         ("What does the orchard do?", "The orchard", False),  # not a named thing
+        ("What is URLSearchParams for?", "Class: `URLSearchParams`", True),  # the kind of thing named
+        ("When is the 'newListener' event emitted?", "Event: `'newListener'`", False),
     ],
 )
 def test_a_question_asking_only_what_a_named_thing_is(question, heading, expected):

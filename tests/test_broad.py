@@ -159,6 +159,8 @@ A small shop beside the harbour office sells bread, milk and ice.
 
 ## Harbour office
 
+<!-- reviewed: 2024 -->
+
 The harbour office collects mooring fees and issues tide tables. Its staff answer on VHF
 channel 12.
 """
@@ -184,10 +186,15 @@ def test_a_question_naming_a_section_gets_each_subsection_by_its_heading(harbour
         assert GUIDE[c.start : c.end] == c.quote
 
 
-def test_a_question_naming_a_section_with_its_own_words_gets_them(harbour):
-    answer = harbour.ask("What about moorings?")
+@pytest.mark.parametrize(
+    "question, openings",
+    [("What about moorings?", ["Visiting", "Longer", "Rafting"]), ("What about the harbour office?", ["The", "Its"])],
+)
+def test_a_question_naming_a_section_with_its_own_words_gets_them(harbour, question, openings):
+    """What the section says first, a comment ('<!-- reviewed: 2024 -->') left out."""
+    answer = harbour.ask(question)
     assert not answer.abstained, answer.text
-    assert [c.quote.split()[0] for c in answer.citations] == ["Visiting", "Longer", "Rafting"], answer.text
+    assert [c.quote.split()[0] for c in answer.citations] == openings, answer.text
 
 
 @pytest.mark.parametrize(
@@ -201,6 +208,7 @@ def test_a_question_naming_a_section_with_its_own_words_gets_them(harbour):
         ("What is the cybersecurity threshold?", ("Review", "Thresholds", "2. Cybersecurity"), None),  # not broad
         ("What is the ASL-3 cybersecurity threshold for uplift?", ("Review", "2. Cybersecurity"), None),
         ("Summarise the version history.", ("Review", "Version timeline"), None),
+        ("What is URLSearchParams for?", ("URL", "Class: `URLSearchParams`"), 1),  # the kind of thing named
     ],
 )
 def test_which_questions_ask_about_a_whole_section(question, section, depth):
