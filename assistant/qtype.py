@@ -40,8 +40,15 @@ _ASKS = [
     ("money", re.compile(r"\bhow much (money|did|does|has|have|was|is|will)\b.*\b(cost|spend|spent|pay|paid|worth|budget|fund|invest)|\b(dollar|monetary) (value|amount)\b|\bhow much .*\b(worth|cost)\b", re.I)),
     ("number", re.compile(r"\bhow (many|much|long|often)\b|\bwhat (score|number|count|amount)\b", re.I)),
     ("version", re.compile(rf"\b(what|which)\s+{_DOTTED_MODIFIERS}(versions?|releases?)\b", re.I)),
+    # 'When is the 'newListener' event emitted?', 'When do cash flow problems exist?': a date or a condition
+    ("occasion", re.compile(r"^\s*when\s+(is|are|does|do)\b", re.I)),
     ("date", re.compile(rf"^\s*(when|in what year|since when|by when)\b|\b(what|which)\s+{_MODIFIERS}(dates?|years?|months?|day)\b", re.I)),
 ]
+# what says when something happens, other than a date: '… _before_ a listener is added'
+_CONDITION = re.compile(  # '_before_': Markdown's emphasis is no word
+    r"(?<![a-z])(when|whenever|before|after|once|until|while|as soon as|if|every|each time|at the end|at the start)(?![a-z])",
+    re.I,
+)
 
 _YEAR = re.compile(r"(?<![\w.\-])(1[0-9]|20)\d\d(?![\w\-]|\.\d)")
 _IDENTIFIER = re.compile(r"\b[A-Za-z]+[-‐–]?\d+(?:\.\d+)*\b|\b\d+\.\d+\b|\b[A-Z][a-z]+ \d+(?:\.\d+)*\b")
@@ -81,6 +88,8 @@ def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = fr
         text = _IDENTIFIER.sub(lambda m: " " if _canon(m.group(0)) in named else m.group(0), text)
     if kind == "money":  # an amount of money is a number with a currency or a scale word
         return bool(PATTERNS["money"].search(text))
+    if kind == "occasion":
+        return bool(PATTERNS["date"].search(text) or _CONDITION.search(text))
     if kind == "number":  # a year is not a count, a score or a duration
         text = _YEAR.sub(" ", text)
         return bool(PATTERNS["number"].search(text) or PATTERNS["percent"].search(text) or PATTERNS["span"].search(text))

@@ -154,6 +154,12 @@ def score_units(
     ]
 
 
+# '`null`: `bold`', '**bold** - Make text bold': a list item that pairs a key, marked as code or in
+# bold, with its value (a plain 'MATS — alignment research cohort' is not keyed: in prose lists the
+# key is what the question is about, not what it asks for)
+_ITEM_KEY = re.compile(r"^\s*(?:`([^`\n]{1,40})`|\*\*([^*\n]{1,40})\*\*)\s*(?::|[-–—]\s)")
+
+
 def _keyed_rows(question: str, units) -> list[int]:
     """Rows whose first cell the question names word for word ('What does Ctrl+U do?' and the
     row keyed 'Ctrl+U'; 'the pause commitment' and the row 'Pause commitment'). A key with a
@@ -161,10 +167,13 @@ def _keyed_rows(question: str, units) -> list[int]:
     asked = " ".join(question.lower().split())
     out = []
     for i, u in enumerate(units):
-        if u.kind != "row":
+        if u.kind == "row":
+            cells = split_row(u.text)
+            key = " ".join(cells[0].lower().split()) if cells else ""
+        elif u.kind == "item" and (m := _ITEM_KEY.match(u.text)):
+            key = " ".join((m.group(1) or m.group(2)).lower().split())  # keyed like a row
+        else:
             continue
-        cells = split_row(u.text)
-        key = " ".join(cells[0].lower().split()) if cells else ""
         if len(key) >= 2 and not qtype.identifiers(key) and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", asked):
             out.append(i)
     return out

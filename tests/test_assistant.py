@@ -67,6 +67,8 @@ def test_abstains_when_the_corpus_does_not_say(assistant, question):
         ("How many reviewers are there?", "number"),
         ("When the river broke through the dyke in 1953, how did the council answer?", None),  # a scene first
         ("When Opus 4 crossed the threshold, when did Anthropic say so?", "date"),
+        ("When is the 'newListener' event emitted?", "occasion"),  # a date or a condition
+        ("When do cash flow problems exist?", "occasion"),
     ],
 )
 def test_the_answer_type_a_question_asks_for(question, kind):
@@ -97,6 +99,11 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         ("Which RSP version came out in October 2025?", "| v2.5 | October 2025 | SB 53 mapping |", True),
         ("Which version of the theme was badly received?", "The 2010 version was reported to be disliked.", False),
         ("Which version was watched most?", "It drew 9.1 million viewers.", False),  # a decimal is no version
+        # 'when is … emitted?' is answered by a condition too, or by a date
+        ("When is the 'newListener' event emitted?", "It is emitted _before_ a listener is added.", True),
+        ("When does enforcement begin?", "Enforcement begins in July 2026.", True),
+        ("When is the 'newListener' event emitted?", "It passes the event name to the listener.", False),
+        ("When was the event emitted?", "It is emitted before a listener is added.", False),  # past: a date
     ],
 )
 def test_what_counts_as_the_answer_type(question, text, holds):
@@ -211,6 +218,34 @@ def test_a_row_of_an_html_table_is_found_by_its_key_and_shown_without_tags(tmp_p
     assert "<td>" not in answer.text and "Notes:" not in answer.text.split("[1]")[0]  # no tags, no empty cell
     first = answer.citations[0]
     assert KEYS_DOC[first.start : first.end] == first.quote and first.quote.startswith("<tr>")
+
+
+STYLES_DOC = """# Console colours
+
+## Default styles
+
+Values are printed in colour when the terminal supports it. By default the console applies a style
+to each kind of value, and a null value is printed without quotes. The styles may be
+changed through the settings object before anything is printed.
+
+The default styles and their colours are:
+
+* `number`: `yellow`
+* `boolean`: `yellow`
+* `string`: `green`
+* `null`: `bold`
+* `undefined`: `grey`
+* `date`: `magenta`
+"""
+
+
+def test_a_list_item_keyed_in_code_is_found_by_its_key(tmp_path, embedder):
+    """'`null`: `bold`' pairs a key with its value as a table row would: a question naming the key
+    word for word is answered by that item too (without the key, a sentence nearer in words alone)."""
+    assistant = assistant_over(tmp_path, {"styles.md": STYLES_DOC}, embedder)
+    answer = assistant.ask("Which style does the console apply to null by default?")
+    assert not answer.abstained, answer.text
+    assert "`null`: `bold`" in [c.quote for c in answer.citations], answer.text
 
 
 HARBOUR_DOC = """# The old harbour
