@@ -26,7 +26,23 @@ def label_only(unit: Unit) -> bool:
     words = len(unit.text.split())
     if unit.text.rstrip().endswith(":") and words < 5:
         return True
+    if unit.kind == "sentence" and _title_like(unit.text):
+        return True
     return unit.kind == "sentence" and words <= POINTER_WORDS and bool(_POINTER.match(unit.text))
+
+
+TITLE_WORDS = 12
+
+
+def _title_like(text: str) -> bool:
+    """A title or a name with no sentence around it ('Shared MIME-info Database X Desktop Group
+    (http://www.freedesktop.org)', a PDF's first lines): no sentence end, no 'key: value', every
+    word capitalised."""
+    text = re.sub(r"\S*://\S*", " ", text)
+    if re.search(r"[.!?;:]\W*$", text) or ":" in text:  # 'Stability: 2 - Stable' says something
+        return False
+    words = re.findall(r"[^\W\d_][\w'’-]*", text)
+    return 2 <= len(words) <= TITLE_WORDS and all(w[0].isupper() for w in words if len(w) > 3 or w[0].isupper())
 
 
 def overlaps(a: Unit, b: Unit) -> bool:

@@ -679,3 +679,24 @@ def test_the_verify_stage_catches_phantom_markers_and_wrong_quotes_but_not_quote
     moved = Citation(1, "c1", "a.md", "A", 101, 144, chunk.text)
     assert citation_faults(Answer(f"{chunk.text} [1]", False, (moved,)), index) == ["citation 1's quote is not a.md[101:144]"]
     assert citation_faults(Answer("Nothing cited.", False, (good,)), index) == ["citation 1 is never referred to"]
+
+
+@pytest.mark.parametrize(
+    "text, kind, says_nothing",
+    [
+        ("Shared MIME-info Database X Desktop Group (http://www.freedesktop.org)", "sentence", True),  # a title page
+        ("Thomas Leonard", "sentence", True),
+        ("Evaluation methods:", "sentence", True),
+        ("For more, see the chapter on documentation tests.", "sentence", True),
+        ("Stability: 2 - Stable", "sentence", False),  # a key and its value
+        ("This is version 0.21 of the specification.", "sentence", False),
+        ("The RSP was the first of its kind", "sentence", False),
+        ("Frontier Safety Roadmap", "item", False),  # a list item names one of a list
+    ],
+)
+def test_which_units_say_nothing_by_themselves(text, kind, says_nothing):
+    from assistant.units import label_only
+    from ingest.records import Unit
+
+    unit = Unit("u", "c", "doc.md", ("Doc",), kind, 0, len(text), text)
+    assert label_only(unit) is says_nothing
