@@ -320,12 +320,21 @@ def verify(
 _CITING_MARKER = re.compile(r"(?:(?<=\s)|(?<=\]))\[(\d{1,3})\](?=\s|\[|$)")
 
 
+def cited_markers(answer) -> set[int]:
+    """The n of every [n] in the answer that cites. What a quote holds ('hello from foo [123]', from
+    a code sample; 'listeners[0]') does not cite."""
+    text = answer.text
+    for quote in sorted({c.quote.strip() for c in answer.citations if c.quote.strip()}, key=len, reverse=True):
+        text = text.replace(quote, " ")
+    return {int(m.group(1)) for m in _CITING_MARKER.finditer(text)}
+
+
 def citation_faults(answer, index) -> list[str]:
     """What is wrong with an answer's citations: a [n] that names no listed citation, a citation
     never referred to, or a quote that is not the indexed text at its offsets. Empty when sound."""
     faults: list[str] = []
     listed = {c.n for c in answer.citations}
-    used = {int(m.group(1)) for m in _CITING_MARKER.finditer(answer.text)}
+    used = cited_markers(answer)
     faults += [f"[{n}] names no listed citation" for n in sorted(used - listed)]
     faults += [f"citation {n} is never referred to" for n in sorted(listed - used)]
     for c in answer.citations:

@@ -708,3 +708,27 @@ def test_which_units_say_nothing_by_themselves(text, kind, says_nothing):
 
     unit = Unit("u", "c", "doc.md", ("Doc",), kind, 0, len(text), text)
     assert label_only(unit) is says_nothing
+
+
+DEBUG_DOC = """# Logging
+
+## Debug output
+
+Calling the debug logger prints the section name, the process id and the message:
+
+```
+FOO 3245: hello from foo [123]
+```
+
+The section name is given in capitals.
+"""
+
+
+def test_a_quote_that_holds_a_marker_is_not_taken_for_a_citation(tmp_path, embedder):
+    """'[123]' inside a quoted code sample is part of the quote: the answer passes the verify stage
+    instead of being withheld as citing a source it does not list."""
+    assistant = assistant_over(tmp_path, {"log.md": DEBUG_DOC}, embedder)
+    answer = assistant.ask("What does the debug logger print?")
+    assert not answer.abstained and not answer.notice, answer.text
+    assert "hello from foo [123] [" in answer.text, answer.text
+    assert any(c.quote == "FOO 3245: hello from foo [123]" for c in answer.citations), answer.citations
