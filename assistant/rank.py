@@ -22,7 +22,7 @@ from . import qtype
 from .records import Hit, Query, Scored
 from .synonyms import CREDIT, NONE, Synonyms
 from .terms import TermStats, content_terms
-from .units import label_only
+from .units import item_key, label_only
 
 W_DENSE, W_LEX, W_RANK = 0.55, 0.35, 0.10
 W_IDENTIFIER = 0.25
@@ -154,12 +154,6 @@ def score_units(
     ]
 
 
-# '`null`: `bold`', '**bold** - Make text bold': a list item that pairs a key, marked as code or in
-# bold, with its value (a plain 'MATS — alignment research cohort' is not keyed: in prose lists the
-# key is what the question is about, not what it asks for)
-_ITEM_KEY = re.compile(r"^\s*(?:`([^`\n]{1,40})`|\*\*([^*\n]{1,40})\*\*)\s*(?::|[-–—]\s)")
-
-
 def _keyed_rows(question: str, units) -> list[int]:
     """Rows whose first cell the question names word for word ('What does Ctrl+U do?' and the
     row keyed 'Ctrl+U'; 'the pause commitment' and the row 'Pause commitment'). A key with a
@@ -170,8 +164,8 @@ def _keyed_rows(question: str, units) -> list[int]:
         if u.kind == "row":
             cells = split_row(u.text)
             key = " ".join(cells[0].lower().split()) if cells else ""
-        elif u.kind == "item" and (m := _ITEM_KEY.match(u.text)):
-            key = " ".join((m.group(1) or m.group(2)).lower().split())  # keyed like a row
+        elif u.kind == "item" and (marked := item_key(u)):
+            key = marked  # '`null`: `bold`': keyed like a row
         else:
             continue
         if len(key) >= 2 and not qtype.identifiers(key) and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", asked):

@@ -45,6 +45,26 @@ def _title_like(text: str) -> bool:
     return 2 <= len(words) <= TITLE_WORDS and all(w[0].isupper() for w in words if len(w) > 3 or w[0].isupper())
 
 
+# '`null`: `bold`', '**bold** - Make text bold': a list item that pairs a key, marked as code or in
+# bold, with its value (a plain 'MATS — alignment research cohort' is not keyed: in prose lists the
+# key is what the question is about, not what it asks for)
+_MARKED_KEY = re.compile(r"^\s*(?:`([^`\n]{1,40})`|\*\*([^*\n]{1,40})\*\*)\s*(?::|[-–—]\s)")
+# 'Frontier Safety Roadmap — with accountable public milestones': a key in plain words and a dash
+_PLAIN_KEY = re.compile(r"^\s*([^\n:—–]{2,60}?)\s+[—–]\s")
+
+
+def item_key(unit: Unit, plain: bool = False) -> str:
+    """The key of a list item that pairs a key with its value, lower-cased ('' if none): marked as
+    code or in bold, or, with `plain`, any short phrase before a dash."""
+    if unit.kind != "item":
+        return ""
+    m = _MARKED_KEY.match(unit.text)
+    key = (m.group(1) or m.group(2)) if m else ""
+    if not key and plain and (m := _PLAIN_KEY.match(unit.text)):
+        key = m.group(1)
+    return " ".join(key.lower().split())
+
+
 def overlaps(a: Unit, b: Unit) -> bool:
     return a.source == b.source and a.start < b.end and b.start < a.end
 

@@ -157,6 +157,14 @@ Calder Marine repairs engines and rigging at the boatyard behind the slipway.
 
 A small shop beside the harbour office sells bread, milk and ice.
 
+## Facilities
+
+Boat owners may use three harbour facilities:
+
+- Slipway — a concrete ramp for boats of up to eight metres, usable from half tide
+- Boat crane — lifts boats of up to four tonnes onto the hard standing for repairs
+- Mast crane — lifts the masts of boats on the hard standing for repairs
+
 ## Harbour office
 
 <!-- reviewed: 2024 -->
@@ -184,6 +192,15 @@ def test_a_question_naming_a_section_gets_each_subsection_by_its_heading(harbour
     assert len(answer.citations) == 3
     for c in answer.citations:
         assert GUIDE[c.start : c.end] == c.quote
+
+
+def test_a_question_naming_one_item_of_a_list_gets_that_item(harbour):
+    """'Boat crane — lifts boats …' is keyed by what the question names: the answer is that item,
+    not the list it stands in."""
+    answer = harbour.ask("What is the boat crane?")
+    assert not answer.abstained, answer.text
+    assert answer.citations[0].quote.startswith("Boat crane"), answer.text
+    assert "Slipway" not in answer.text and "three harbour facilities" not in answer.text, answer.text
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from .. import qtype
 from ..conversation import last_answer, strip_markers
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
-from ..units import child_sections, label_only, leads_in, overlaps, run_after, section_outline, section_units, with_list
+from ..units import child_sections, item_key, label_only, leads_in, overlaps, run_after, section_outline, section_units, with_list
 
 MARGIN = 0.06  # further sentences must score within this of the best one
 REDUNDANT = 0.9  # cosine above which a further sentence repeats a chosen one
@@ -159,10 +159,14 @@ def asks_for_list(question: str) -> bool:
     return qtype.is_broad(question) or bool(PLURAL.search(question))
 
 
-def _siblings_chosen(chosen: Sequence[Scored], index, near: Sequence[str]) -> bool:
+def _siblings_chosen(chosen: Sequence[Scored], index, near: Sequence[str], question: str) -> bool:
     """The best unit is a list item and another chosen unit stands in the same list: the question
-    is about the list, not one of its items."""
+    is about the list, not one of its items, unless it names the best item's key ('What is the
+    Frontier Safety Roadmap?' and 'Frontier Safety Roadmap — with accountable public milestones')."""
     if not chosen or chosen[0].unit.kind != "item":
+        return False
+    key = item_key(chosen[0].unit, plain=True)
+    if key and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", question.lower()):
         return False
     _, run = run_after(chosen[0].unit, index, MAX_LIST_QUOTED, near)
     ids = {u.id for u in run}
@@ -172,7 +176,7 @@ def _siblings_chosen(chosen: Sequence[Scored], index, near: Sequence[str]) -> bo
 def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str] = ()) -> Iterator[tuple[str, Unit]]:
     """(text, unit) for each quoted piece of the answer, in order; each gets its own [n]."""
     broad = qtype.is_broad(query.focus)
-    listing = asks_for_list(query.focus) or _siblings_chosen(chosen, index, near)
+    listing = asks_for_list(query.focus) or _siblings_chosen(chosen, index, near, query.focus)
     covered: list[Unit] = []
 
     def fresh(u: Unit) -> bool:
