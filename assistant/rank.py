@@ -125,7 +125,8 @@ def score_units(
     matches += [keyed] if keyed else []
     acronym = qtype.acronym_asked(query.focus)  # 'What does MATS stand for?': where it is spelt out
     spelt = [i for i, u in enumerate(units) if qtype.spells_out(acronym, u.text)] if acronym else []
-    matches += [spelt] if spelt else []
+    if spelt:  # the initials checked: as sharp as a named identifier, confidence included
+        named[spelt] += min(1.0, 3.0 / len(spelt))
     # 'What does rl.prompt() do?': the first sentence under its heading
     defined = _defining_sentences(query.focus, units) if qtype.may_ask_what_it_is(query.focus) else []
     matches += [defined] if defined else []
@@ -159,6 +160,7 @@ def _keyed_rows(question: str, units) -> list[int]:
     row keyed 'Ctrl+U'; 'the pause commitment' and the row 'Pause commitment'). A key with a
     number in it is an identifier, matched as one already."""
     asked = " ".join(question.lower().split())
+    only = set(content_terms(question))
     out = []
     for i, u in enumerate(units):
         if u.kind == "row":
@@ -166,6 +168,8 @@ def _keyed_rows(question: str, units) -> list[int]:
             key = " ".join(cells[0].lower().split()) if cells else ""
         elif u.kind == "item" and (marked := item_key(u)):
             key = marked  # '`null`: `bold`': keyed like a row
+        elif u.kind == "item" and (plain := item_key(u, plain=True)) and set(content_terms(plain)) == only:
+            key = plain  # 'Tell me about METR.' and 'METR — autonomous-capability evaluation': only the key asked
         else:
             continue
         if len(key) >= 2 and not qtype.identifiers(key) and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", asked):

@@ -167,9 +167,13 @@ def test_the_acronym_a_question_asks_about(question, acronym):
     assert qtype.acronym_asked(question) == acronym
 
 
-def test_what_an_acronym_stands_for_is_answered_where_it_is_spelt_out(assistant):
-    # the corpus also has 'MATS — alignment research cohort', closer to the question's words
-    answer = assistant.ask("What does the acronym MATS stand for among the external reviewers?")
+@pytest.mark.parametrize(
+    "question", ["What does the acronym MATS stand for among the external reviewers?", "What does MATS stand for?"]
+)
+def test_what_an_acronym_stands_for_is_answered_where_it_is_spelt_out(assistant, question):
+    # the corpus also has 'MATS — alignment research cohort', closer to the question's words; the
+    # spelt-out unit counts in confidence as a named identifier does (the short question abstained)
+    answer = assistant.ask(question)
     assert not answer.abstained and "ML Alignment & Theory Scholars" in answer.citations[0].quote
 
 

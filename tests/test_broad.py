@@ -194,6 +194,12 @@ def test_a_question_naming_a_section_gets_each_subsection_by_its_heading(harbour
         assert GUIDE[c.start : c.end] == c.quote
 
 
+def test_a_question_asking_only_about_an_item_s_key_gets_that_item(harbour):
+    answer = harbour.ask("Tell me about the slipway.")
+    assert not answer.abstained, answer.text
+    assert answer.citations[0].quote.startswith("Slipway — a concrete ramp"), answer.text
+
+
 def test_a_question_naming_one_item_of_a_list_gets_that_item(harbour):
     """'Boat crane — lifts boats …' is keyed by what the question names: the answer is that item,
     not the list it stands in."""
