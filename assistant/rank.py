@@ -125,6 +125,8 @@ def score_units(
     matches += [keyed] if keyed else []
     acronym = qtype.acronym_asked(query.focus)  # 'What does MATS stand for?': where it is spelt out
     spelt = [i for i, u in enumerate(units) if qtype.spells_out(acronym, u.text)] if acronym else []
+    if acronym and not spelt:  # '### 1. CBRN (Chemical, Biological, …)': the first unit under that heading
+        spelt = _first_under(units, lambda section: qtype.spells_out(acronym, section[-1]))
     if spelt:  # the initials checked: as sharp as a named identifier, confidence included
         named[spelt] += min(1.0, 3.0 / len(spelt))
     # 'What does rl.prompt() do?': the first sentence under its heading
@@ -189,6 +191,17 @@ def _defining_sentences(question: str, units) -> list[int]:
         if key not in first or u.start < units[first[key]].start:
             first[key] = i
     return [i for (_, section), i in first.items() if qtype.asks_what_it_is(question, section[-1])]
+
+
+def _first_under(units, heading_fits) -> list[int]:
+    """The first unit (lead-ins and pointers left out) of each section whose heading trail fits."""
+    first: dict[tuple, int] = {}
+    for i, u in enumerate(units):
+        if u.section and not label_only(u) and heading_fits(u.section):
+            key = (u.source, u.section)
+            if key not in first or u.start < units[first[key]].start:
+                first[key] = i
+    return list(first.values())
 
 
 def _section_openings(question: str, units) -> list[tuple[int, str]]:

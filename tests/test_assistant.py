@@ -177,6 +177,14 @@ def test_what_an_acronym_stands_for_is_answered_where_it_is_spelt_out(assistant,
     assert not answer.abstained and "ML Alignment & Theory Scholars" in answer.citations[0].quote
 
 
+def test_an_acronym_spelt_out_in_a_heading_is_answered_under_it(assistant):
+    # '### 1. CBRN (Chemical, Biological, Radiological, Nuclear)': no sentence spells it out
+    answer = assistant.ask("What is CBRN short for?")
+    assert not answer.abstained, answer.text
+    assert answer.text.startswith("1. CBRN (Chemical, Biological, Radiological, Nuclear): "), answer.text
+    check_citations(assistant, answer)
+
+
 def test_a_quoted_phrase_finds_the_unit_that_holds_it(assistant):
     # 'if' and 'then' are stopwords: only the quoted phrase points at the v2.0 row
     answer = assistant.ask("Which RSP version introduced the “If-Then” commitment structure?")

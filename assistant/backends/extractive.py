@@ -197,6 +197,8 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
         unit, prefix = s.unit, ""
         if k == 0 and unit.section and qtype.heading_named(unit.section[-1], query.focus):
             prefix = f"{unit.section[-1]}: "  # the answer names the thing asked for
+        elif k == 0 and unit.section and _spelt_in_heading(unit, query.focus):
+            prefix = f"{unit.section[-1]}: "  # 'What is CBRN short for?': '1. CBRN (Chemical, …)
         if not fresh(unit):
             continue  # already quoted as an item of a list above
         listed, items = with_list(unit, index)
@@ -241,6 +243,11 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
                 prefix = ""
         if (broad or listing) and run:
             return  # the list is the answer
+
+
+def _spelt_in_heading(unit: Unit, question: str) -> bool:
+    acronym = qtype.acronym_asked(question)
+    return bool(acronym) and qtype.spells_out(acronym, unit.section[-1]) and not qtype.spells_out(acronym, unit.text)
 
 
 _POINTS_BACK = re.compile(r"^(he|she|it|they|his|her|its|their|this|these|those|such|the latter|the former)\b", re.I)
