@@ -41,7 +41,7 @@ _ASKS = [
     ("number", re.compile(r"\bhow (many|much|long|often)\b|\bwhat (score|number|count|amount)\b", re.I)),
     ("version", re.compile(rf"\b(what|which)\s+{_DOTTED_MODIFIERS}(versions?|releases?)\b", re.I)),
     # 'Who built the receiver?': a name ('Who is Zvi Mowshowitz?' asks what he is, not for a name)
-    ("name", re.compile(r"^\s*who(?:m)?\b(?!\s+(?:is|was|are|were)\s+[A-Z])", re.I)),
+    ("name", re.compile(r"^\s*who(?:m)?\b(?!\s+(?:is|was|are|were)\s+(?-i:[A-Z]))", re.I)),
     # 'When is the 'newListener' event emitted?', 'When do cash flow problems exist?': a date or a condition
     ("occasion", re.compile(r"^\s*when\s+(is|are|does|do)\b", re.I)),
     ("date", re.compile(rf"^\s*(when|in what year|since when|by when)\b|\b(what|which)\s+{_MODIFIERS}(dates?|years?|months?|day)\b", re.I)),

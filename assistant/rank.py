@@ -179,48 +179,49 @@ def _keyed_rows(question: str, units) -> list[int]:
     return out
 
 
+def _first_in(units, place) -> dict[tuple, int]:
+    """For each place (`place(unit)`: a (source, heading trail) key, or None to pass the unit over),
+    the unit that comes first in its document."""
+    first: dict[tuple, int] = {}
+    for i, u in enumerate(units):
+        key = place(u)
+        if key is not None and (key not in first or u.start < units[first[key]].start):
+            first[key] = i
+    return first
+
+
 def _defining_sentences(question: str, units) -> list[int]:
     """For a question that only asks what a named thing is or does ('What does rl.prompt() do?'),
     the first sentence of each section whose heading names it ('`rl.prompt([preserveCursor])`'),
     lead-ins to examples left out: reference documentation says what a thing does first."""
-    first: dict[tuple, int] = {}
-    for i, u in enumerate(units):
-        if u.kind != "sentence" or not u.section or u.text.rstrip().endswith(":"):
-            continue  # 'Using this flag looks like this:' introduces an example, it says nothing
-        key = (u.source, u.section)
-        if key not in first or u.start < units[first[key]].start:
-            first[key] = i
-    return [i for (_, section), i in first.items() if qtype.asks_what_it_is(question, section[-1])]
+    def place(u):  # 'Using this flag looks like this:' introduces an example, it says nothing
+        return None if u.kind != "sentence" or not u.section or u.text.rstrip().endswith(":") else (u.source, u.section)
+
+    return [i for (_, section), i in _first_in(units, place).items() if qtype.asks_what_it_is(question, section[-1])]
 
 
 def _first_under(units, heading_fits) -> list[int]:
     """The first unit (lead-ins and pointers left out) of each section whose heading trail fits."""
-    first: dict[tuple, int] = {}
-    for i, u in enumerate(units):
-        if u.section and not label_only(u) and heading_fits(u.section):
-            key = (u.source, u.section)
-            if key not in first or u.start < units[first[key]].start:
-                first[key] = i
-    return list(first.values())
+    def place(u):
+        return (u.source, u.section) if u.section and not label_only(u) and heading_fits(u.section) else None
+
+    return list(_first_in(units, place).values())
 
 
 def _section_openings(question: str, units) -> list[tuple[int, str]]:
     """The first unit (lead-ins and pointers left out) of each section the question asks about as a
     whole (qtype.section_asked), among the units that compete, with the section's heading."""
     depths: dict[tuple, int | None] = {}
-    first: dict[tuple, int] = {}
-    for i, u in enumerate(units):
+
+    def place(u):
         if not u.section or label_only(u):
-            continue
+            return None
         if u.section not in depths:
             depths[u.section] = qtype.section_asked(question, u.section)
         depth = depths[u.section]
-        if depth is None:
-            continue
-        key = (u.source, u.section[: depth + 1])
-        if key not in first or u.start < units[first[key]].start:
-            first[key] = i
-    return [(i, key[1][-1]) for key, i in first.items()]
+        return None if depth is None else (u.source, u.section[: depth + 1])
+
+    return [(i, trail[-1]) for (_, trail), i in _first_in(units, place).items()]
 
 
 def rerank(hits: Sequence[Hit], scored: Sequence[Scored], chunks: dict) -> list[Hit]:

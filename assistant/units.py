@@ -46,8 +46,8 @@ def _title_like(text: str) -> bool:
 
 
 # '`null`: `bold`', '**bold** - Make text bold': a list item that pairs a key, marked as code or in
-# bold, with its value (a plain 'MATS — alignment research cohort' is not keyed: in prose lists the
-# key is what the question is about, not what it asks for)
+# bold, with its value (a plain 'MATS — alignment research cohort' is keyed only for a question that
+# names nothing else: in prose lists the key is often what a question is about, not what it asks for)
 _MARKED_KEY = re.compile(r"^\s*(?:`([^`\n]{1,40})`|\*\*([^*\n]{1,40})\*\*)\s*(?::|[-–—]\s)")
 # 'Frontier Safety Roadmap — with accountable public milestones': a key in plain words and a dash
 _PLAIN_KEY = re.compile(r"^\s*([^\n:—–]{2,60}?)\s+[—–]\s")

@@ -71,6 +71,8 @@ def test_abstains_when_the_corpus_does_not_say(assistant, question):
         ("When do cash flow problems exist?", "occasion"),
         ("Who built the receiver?", "name"),
         ("Who is Zvi Mowshowitz?", None),  # what he is, not a name
+        ("Who is the Anglican Bishop of Swaziland?", "name"),
+        ("Who are the trustees?", "name"),
     ],
 )
 def test_the_answer_type_a_question_asks_for(question, kind):
