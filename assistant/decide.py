@@ -27,9 +27,9 @@ def decide(
     useful = [s for s in scored if not label_only(s.unit)]
     kind = qtype.expected_type(query.focus)
     names = qtype.identifiers(query.focus)
-    typed = tuple(s for s in useful if qtype.satisfies(kind, s.unit.text, names, query.focus))
+    typed = tuple(s for s in useful if qtype.satisfies(kind, s.unit.text, names))
     if not typed and kind in qtype.FALLBACK:
-        typed = tuple(s for s in useful if qtype.satisfies(qtype.FALLBACK[kind], s.unit.text, names, query.focus))
+        typed = tuple(s for s in useful if qtype.satisfies(qtype.FALLBACK[kind], s.unit.text, names))
     if not typed:
         return Decision(True, 0.0, threshold, "answer type" if useful else "no candidates")
     if qtype.unknown_identifiers(query.focus, index.identifiers):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .terms import content_terms, stopwords
+from .terms import content_terms
 
 _MONTHS = r"(january|february|march|april|may|june|july|august|september|october|november|december)"
 _NUMBER_WORDS = r"(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|hundred|thousand|million|billion|half|halves|twice|double|triple|thirds?|quarters?)"
@@ -40,8 +40,6 @@ _ASKS = [
     ("money", re.compile(r"\bhow much (money|did|does|has|have|was|is|will)\b.*\b(cost|spend|spent|pay|paid|worth|budget|fund|invest)|\b(dollar|monetary) (value|amount)\b|\bhow much .*\b(worth|cost)\b", re.I)),
     ("number", re.compile(r"\bhow (many|much|long|often)\b|\bwhat (score|number|count|amount)\b", re.I)),
     ("version", re.compile(rf"\b(what|which)\s+{_DOTTED_MODIFIERS}(versions?|releases?)\b", re.I)),
-    # 'Who built the receiver?': a name ('Who is Zvi Mowshowitz?' asks what he is, not for a name)
-    ("name", re.compile(r"^\s*who(?:m)?\b(?!\s+(?:is|was|are|were)\s+(?-i:[A-Z]))", re.I)),
     # 'When is the 'newListener' event emitted?', 'When do cash flow problems exist?': a date or a condition
     ("occasion", re.compile(r"^\s*when\s+(is|are|does|do)\b", re.I)),
     ("date", re.compile(rf"^\s*(when|in what year|since when|by when)\b|\b(what|which)\s+{_MODIFIERS}(dates?|years?|months?|day)\b", re.I)),
@@ -80,14 +78,12 @@ def expected_type(question: str) -> str | None:
     return None
 
 
-def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = frozenset(), question: str = "") -> bool:
+def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = frozenset()) -> bool:
     """Whether the text holds what the question asks for. The numbers inside the names the
     question itself names do not count: in 'What score did Claude Opus 4 achieve?', a sentence
-    about 'Opus 4' holds no score because of its '4'; nor, for a name, do the question's words."""
+    about 'Opus 4' holds no score because of its '4'."""
     if kind is None:
         return True
-    if kind == "name":
-        return _names_another(text, question)
     if named:
         text = _IDENTIFIER.sub(lambda m: " " if _canon(m.group(0)) in named else m.group(0), text)
     if kind == "money":  # an amount of money is a number with a currency or a scale word
@@ -98,24 +94,6 @@ def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = fr
         text = _YEAR.sub(" ", text)
         return bool(PATTERNS["number"].search(text) or PATTERNS["percent"].search(text) or PATTERNS["span"].search(text))
     return bool(PATTERNS[kind].search(text))
-
-
-_WORD = re.compile(r"[^\W\d_][\w'’&-]*")
-
-
-def _names_another(text: str, question: str) -> bool:
-    """Does the text hold a capitalised word ('Gryphon', 'METR', 'Safety Advisory Group') other than
-    the question's own words, 'I', and a stopword or an aside ('However,') that opens a sentence?"""
-    asked = {w.lower() for w in _WORD.findall(question)}
-    for m in _WORD.finditer(text):
-        w = m.group(0)
-        if not w[0].isupper() or w == "I" or w.lower() in asked:
-            continue
-        opens = not text[: m.start()].strip() or re.search(r"[.!?]\s*$", text[: m.start()])
-        if opens and (w.lower() in stopwords() or text[m.end() : m.end() + 1] == ","):
-            continue  # 'The …', 'However, …' open a sentence; 'Accountants act to study …' names
-        return True
-    return False
 
 
 _LEADING_WORD = re.compile(r"^([a-z]+)-(?=\d)")

@@ -30,11 +30,6 @@ def _stopwords() -> frozenset[str]:
     return frozenset(words | _QUESTION_WORDS)
 
 
-def stopwords() -> frozenset[str]:
-    """Stopwords and the words of a question's request ('what', 'summarise' …), lower-cased."""
-    return _stopwords()
-
-
 @lru_cache(maxsize=1)
 def _stemmer():
     import Stemmer

@@ -69,10 +69,7 @@ def test_abstains_when_the_corpus_does_not_say(assistant, question):
         ("When Opus 4 crossed the threshold, when did Anthropic say so?", "date"),
         ("When is the 'newListener' event emitted?", "occasion"),  # a date or a condition
         ("When do cash flow problems exist?", "occasion"),
-        ("Who built the receiver?", "name"),
-        ("Who is Zvi Mowshowitz?", None),  # what he is, not a name
-        ("Who is the Anglican Bishop of Swaziland?", "name"),
-        ("Who are the trustees?", "name"),
+        ("Who read the tide gauges?", None),  # a role answers too ('the harbour master'), not only a name
     ],
 )
 def test_the_answer_type_a_question_asks_for(question, kind):
@@ -108,19 +105,13 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         ("When does enforcement begin?", "Enforcement begins in July 2026.", True),
         ("When is the 'newListener' event emitted?", "It passes the event name to the listener.", False),
         ("When was the event emitted?", "It is emitted before a listener is added.", False),  # past: a date
-        # a name other than the question's own words, not the capital that opens a sentence
-        ("Who has been pushing for hybridization?", "However, hybridization may threaten a species.", False),
-        ("Who built the COMPASS receiver?", "The first COMPASS satellite carried it.", False),
-        ("Who built the COMPASS receiver?", "It was built by engineers at Tsinghua.", True),
-        ("Who studies the money flow?", "Accountants act to study the money flow.", True),
-        ("Who does external review under OpenAI's framework?", "| Safety Advisory Group (hybrid) |", True),
     ],
 )
 def test_what_counts_as_the_answer_type(question, text, holds):
     from assistant import qtype
 
     kind = qtype.expected_type(question)
-    assert qtype.satisfies(kind, text, qtype.identifiers(question), question) is holds
+    assert qtype.satisfies(kind, text, qtype.identifiers(question)) is holds
 
 
 @pytest.mark.parametrize(
