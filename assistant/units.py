@@ -182,8 +182,9 @@ def section_outline(unit: Unit, depth: int, index, limit: int, whole: bool = Tru
     says nothing itself but a lead-in: the section's own first unit, then the first unit of each
     subsection, named by its heading ('Bengio: minimum requirements …: In the 2024 International
     AI Safety Report …'), up to `limit`. Otherwise its own units ('What is rustdoc?': what its
-    page says first): up to OUTLINE_SENTENCES sentences and the list, rows or code among them, up
-    to `limit` in all. Empty when the section is not found around the unit."""
+    page says first): up to OUTLINE_SENTENCES sentences and the list, rows or code among them (code
+    examples only when the whole section is asked for), up to `limit` in all. Empty when the
+    section is not found around the unit."""
     trail = unit.section[: depth + 1]
     ids = index.store.chunk_ids_after(unit.source, max(0, unit.start - CHILD_WINDOW), 2 * CHILD_WINDOW)
     groups = index.arena.load(ids) if ids else {}
@@ -202,7 +203,10 @@ def section_outline(unit: Unit, depth: int, index, limit: int, whole: bool = Tru
         return ([("", own[0])] if own else []) + [(p, u) for p, u in heads if u is not None][: limit - bool(own)]
     out: list[tuple[str, Unit]] = []
     sentences = 0
-    for u in own:
+    for k, u in enumerate(own):
+        after = own[k + 1] if k + 1 < len(own) else None
+        if not whole and (u.kind == "code" or leads_in(u) and (after is None or after.kind == "code")):
+            continue  # 'What is X?' is told in words: examples ('For example:' and its code) left out
         if u.kind not in RUN_KINDS:
             if sentences >= OUTLINE_SENTENCES:
                 break

@@ -134,8 +134,14 @@ GUIDE = """# Eastwick Harbour Guide
 
 ## Moorings
 
-Visiting boats may moor at the north pontoon for up to three nights. Longer stays are arranged
-with the harbour master. Rafting more than three boats deep is not allowed.
+Visiting boats may moor at the north pontoon for up to three nights. A booking looks like this:
+
+```
+moor --pontoon north --nights 3
+```
+
+Longer stays are arranged with the harbour master. Rafting more than three boats deep is not
+allowed.
 
 ## Local services
 
@@ -214,7 +220,8 @@ def test_a_question_naming_one_item_of_a_list_gets_that_item(harbour):
     [("What about moorings?", ["Visiting", "Longer", "Rafting"]), ("What about the harbour office?", ["The", "Its"])],
 )
 def test_a_question_naming_a_section_with_its_own_words_gets_them(harbour, question, openings):
-    """What the section says first, a comment ('<!-- reviewed: 2024 -->') left out."""
+    """What the section says first in words: a comment ('<!-- reviewed: 2024 -->') and an example
+    (its lead-in and its code) left out."""
     answer = harbour.ask(question)
     assert not answer.abstained, answer.text
     assert [c.quote.split()[0] for c in answer.citations] == openings, answer.text
