@@ -7,6 +7,7 @@ never mentions ("ASL-5", "v2.6", "Haiku 5") is not answered by a passage about i
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .terms import content_terms
 
@@ -259,16 +260,22 @@ def is_broad(question: str) -> bool:
 _NUMBERING = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[ivxlc]+\.|[a-z]\))\s+", re.IGNORECASE)
 
 
+@lru_cache(maxsize=256)
+def _section_question(question: str) -> tuple[frozenset[str], int]:
+    """The question's content words ('How do I …' asks with 'I') and how many beyond a heading's it
+    may have; asked once per question, not once per candidate section."""
+    return frozenset(content_terms(question)) - {"i"}, 1 if is_broad(question) else 0
+
+
 def section_asked(question: str, section: tuple[str, ...]) -> int | None:
     """The depth of the deepest heading in a heading trail that the question asks about as a whole
     ('Summarise the academic critique.' and '## Academic critique'; 'What are the industry-practice
     observations?'), or None. The question's content words must hold every content word of the
     heading and nothing else, save one more for a broad question ('Summarise the academic critique
     of the RSP.')."""
-    asked = set(content_terms(question)) - {"i"}  # 'How do I …'
+    asked, extra = _section_question(question)
     if not asked:
         return None
-    extra = 1 if is_broad(question) else 0
     for depth in range(len(section) - 1, -1, -1):
         named = set(content_terms(_KIND_LABEL.sub("", _NUMBERING.sub("", section[depth]))))
         if named and named <= asked and len(asked - named) <= extra:

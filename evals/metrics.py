@@ -1,14 +1,13 @@
 """Scoring one answer against its gold item: retrieval, answer, citation and abstention measures."""
 from __future__ import annotations
 
-import re
 import string
 from collections import Counter
 from dataclasses import dataclass
 
-from .dataset import matches_accept, normalize
+from assistant.verify import cited_markers
 
-_MARKER = re.compile(r"\[(\d+)\]")
+from .dataset import matches_accept, normalize
 
 
 def squad_tokens(text: str) -> list[str]:
@@ -68,12 +67,8 @@ def retrieval_ranks(hit_spans: list[Span], gold: list[list[Span]]) -> list[int |
 def citation_checks(answer, corpus_texts: dict[str, str]) -> tuple[bool, list[Span]]:
     """Valid when every [n] names a listed citation, every citation is used, and each quote is
     exactly the source text at its offsets. Brackets inside the quoted text itself (code such as
-    `listeners[0]()`) are not markers, so the quotes are taken out before markers are counted."""
-    text = answer.text
-    for c in sorted(answer.citations, key=lambda c: -len(c.quote)):
-        if c.quote.strip():
-            text = text.replace(c.quote, " ")
-    used = {int(n) for n in _MARKER.findall(text)}
+    `listeners[0]()`) are not markers: the markers are read as the verify stage reads them."""
+    used = cited_markers(answer)
     listed = {c.n for c in answer.citations}
     valid = used == listed
     spans = []

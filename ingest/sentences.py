@@ -5,7 +5,7 @@ import re
 from functools import lru_cache
 
 _ABBREV = {"e.g", "i.e", "al", "cf", "vs", "etc", "approx", "no", "fig", "dr", "mr", "ms", "st", "u.s", "u.k"}
-_LINE_END = re.compile(r"[.!?:;”\")]\s*$")
+SENTENCE_END = re.compile(r"[.!?:;”\")]\s*$")  # a line that ends a sentence (or a label)
 
 
 @lru_cache(maxsize=1)
@@ -34,7 +34,7 @@ def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     piece_start = line_start = start
     for m in re.finditer(r"\n", text[start:end]):
         pos = start + m.start()
-        if _LINE_END.search(text[line_start:pos]) or pos > piece_start and _next_is_item(text, pos):
+        if SENTENCE_END.search(text[line_start:pos]) or pos > piece_start and _next_is_item(text, pos):
             spans.extend(_punkt_spans(text, piece_start, pos))
             piece_start = pos + 1
         line_start = pos + 1

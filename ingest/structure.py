@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 
 from .records import Block, html_cells
+from .sentences import SENTENCE_END
 
 _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
-_SENTENCE_END = re.compile(r"[.!?:;”\")]\s*$")
 _ITEM = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+\S")
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _FENCE = re.compile(r"^[ \t]*(`{3,}(?!.*`)|~{3,})")  # a backtick fence's info string has no backtick
@@ -205,7 +205,7 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
                 and j not in numbered
                 and (
                     (len(lines[j].text) - len(lines[j].text.lstrip())) > indent
-                    or not _SENTENCE_END.search(lines[j - 1].text)
+                    or not SENTENCE_END.search(lines[j - 1].text)
                 )
             ):
                 j += 1

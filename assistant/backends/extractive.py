@@ -189,22 +189,22 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
             for prefix, u in outline:
                 listed, items = with_list(u, index) if prefix else (u, [])
                 if items:  # a subsection opening with a lead-in: with its list, in one piece
-                    yield prefix + f"{u.text.strip()} {'; '.join(i.text.strip() for i in items)}", listed
+                    yield prefix + _with_items(u, items), listed
                 else:
                     yield prefix + render(u, query), u
             return
     for k, s in enumerate(chosen):
         unit, prefix = s.unit, ""
-        if k == 0 and unit.section and qtype.heading_named(unit.section[-1], query.focus):
-            prefix = f"{unit.section[-1]}: "  # the answer names the thing asked for
-        elif k == 0 and unit.section and _spelt_in_heading(unit, query.focus):
-            prefix = f"{unit.section[-1]}: "  # 'What is CBRN short for?': '1. CBRN (Chemical, …)
+        if k == 0 and unit.section and (
+            qtype.heading_named(unit.section[-1], query.focus) or _spelt_in_heading(unit, query.focus)
+        ):  # the answer names the thing asked for ('What is CBRN short for?': '1. CBRN (Chemical, …)')
+            prefix = f"{unit.section[-1]}: "
         if not fresh(unit):
             continue  # already quoted as an item of a list above
         listed, items = with_list(unit, index)
         if items and not broad:  # a lead-in and its items, quoted in one piece
             covered.append(listed)
-            yield prefix + f"{unit.text.strip()} {'; '.join(i.text.strip() for i in items)}", listed
+            yield prefix + _with_items(unit, items), listed
             continue
         # a broad question quotes the list, rows or steps the unit is in or leads into; a plural
         # one quotes a list the unit stands in (not table rows: a row is one answer of its own)
@@ -243,6 +243,11 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
                 prefix = ""
         if (broad or listing) and run:
             return  # the list is the answer
+
+
+def _with_items(lead: Unit, items: Sequence[Unit]) -> str:
+    """A lead-in and the list items it leads into, as one piece of the answer."""
+    return f"{lead.text.strip()} {'; '.join(i.text.strip() for i in items)}"
 
 
 def _spelt_in_heading(unit: Unit, question: str) -> bool:
