@@ -37,11 +37,13 @@ TITLE_WORDS = 12
 def _title_like(text: str) -> bool:
     """A title or a name with no sentence around it ('Shared MIME-info Database X Desktop Group
     (http://www.freedesktop.org)', a PDF's first lines): no sentence end, no 'key: value', every
-    word capitalised."""
+    word capitalised; or a bare term of one or two words ('plugdev')."""
     text = re.sub(r"\S*://\S*", " ", text)
     if re.search(r"[.!?;:]\W*$", text) or ":" in text:  # 'Stability: 2 - Stable' says something
         return False
     words = re.findall(r"[^\W\d_][\w'’-]*", text)
+    if len(words) <= 2 and not re.search(r"\d", text):  # a bare term: 'plugdev', 'Thread Safety'
+        return bool(words)
     return 2 <= len(words) <= TITLE_WORDS and all(w[0].isupper() for w in words if len(w) > 3 or w[0].isupper())
 
 

@@ -36,7 +36,9 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v16: PDFs: running headers and footers dropped (ingest.load), numbered section headings
 #      ('2.1. The source XML files') are headings
 # v17: no sentence cut after 'et al.' (punkt's abbreviations are single words: 'al', not 'et al')
-CHUNKER_VERSION = "17"
+# v18: HTML: a definition list's <dt> is a heading over its <dd>; navigation bars (next/previous/up
+#      links) and tables of contents (lists of links and nothing else) are dropped (ingest.load)
+CHUNKER_VERSION = "18"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

@@ -295,12 +295,43 @@ def _chrome(tag) -> bool:
     return str(attrs.get("role", "")).lower() in _CHROME_ROLES
 
 
+# links that move between the pages of a manual ('Next: Memory Usage, Previous: …, Up: libffi [Index]')
+_NAV_RELS = {"next", "prev", "previous", "up", "index", "contents", "toc", "start", "first", "last", "home"}
+_NUMBERING = re.compile(r"^\s*\d+(?:\.\d+)*\.?\s*$")  # '2.1. ' before a contents entry's link
+NAV_TEXT = 40  # characters of a navigation block's text outside its links ('Next: , Previous: , Up: []')
+
+
+def _link_text(tag) -> str:
+    return "".join(a.get_text() for a in tag.find_all("a"))
+
+
+def _navigation(tag) -> bool:
+    """A block that only moves the reader elsewhere: a bar of next/previous/up links (by their
+    `rel`, as makeinfo writes them), or a list of links and nothing else but numbering and one
+    short title (a table of contents: 'Table of Contents', '1. Introduction', '2.1. root'). Read as
+    text it says only other pages' titles."""
+    if tag.name in ("ul", "ol", "dl"):
+        if len(tag.find_all("a", href=True)) < 2:
+            return False
+        others = [t for t in tag.find_all(string=True)
+                  if re.search(r"\w", t) and not _NUMBERING.match(t) and not t.find_parent("a")]
+        return len(others) == 0 or (len(others) == 1 and len(others[0].split()) <= 3)
+    if tag.name not in ("p", "div") or tag.find(("h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "dl", "table", "pre")):
+        return False
+    links = tag.find_all("a")
+    if not links or not all(set(a.get("rel") or ()) & _NAV_RELS or a.get("accesskey") for a in links):
+        return False
+    return len(tag.get_text()) - len(_link_text(tag)) <= NAV_TEXT
+
+
 def html_to_text(html: str) -> str:
     """Readable text with Markdown structure: headings, paragraphs, list items, pipe tables.
 
     Text outside the usual block tags (in a <div>, a <section>, or bare in <body>) is kept as
-    paragraphs too: nothing on the page is dropped but scripts, styles, navigation and chrome
-    (controls, menus, elements hidden by `hidden` or `aria-hidden`).
+    paragraphs too: nothing on the page is dropped but scripts, styles, navigation (<nav>, bars of
+    next/previous/up links, tables of contents made only of links) and chrome (controls, menus,
+    elements hidden by `hidden` or `aria-hidden`). A definition list's term (<dt>) is a heading one
+    level below the page's last, its definition (<dd>) the text under it.
     Inline elements join their neighbours without added spaces (`Run <code>rustdoc</code>.`
     is `Run rustdoc.`); `<br>` ends a line of a paragraph (a space in headings, items and
     cells); `<pre>` keeps its lines, fenced as code.
@@ -315,14 +346,26 @@ def html_to_text(html: str) -> str:
     for tag in soup.find_all(_chrome):  # menus, buttons and hidden elements are page chrome
         if not tag.decomposed:
             tag.decompose()
+    for tag in soup.find_all(("ul", "ol", "dl", "p", "div")):
+        if not tag.decomposed and _navigation(tag):
+            tag.decompose()
     out: list[str] = []
+    level = [0]  # the level of the last heading written
 
     def emit(el: Tag) -> None:
         name = el.name
         if name[0] == "h" and name[1:].isdigit():
             text = _clean(_flat_text(el))
             if text:
-                out.append("#" * int(name[1]) + " " + text)
+                level[0] = int(name[1])
+                out.append("#" * level[0] + " " + text)
+        elif name == "dt":
+            # a term of a definition list names what its <dd> says: a heading one level below the
+            # page's last (deeper in a nested list), so the definition's sentences sit under it
+            text = _clean(_flat_text(el))
+            if text:
+                depth = min(6, level[0] + len(el.find_parents("dl")))
+                out.append("#" * max(depth, 1) + " " + text)
         elif name == "table":
             rows = []
             for tr in el.find_all("tr"):
@@ -364,7 +407,7 @@ def html_to_text(html: str) -> str:
             elif isinstance(child, Tag):
                 if child.name == "br":
                     loose.append(_BR)
-                elif child.name in _BLOCKS:
+                elif child.name in _BLOCKS and not (child.name == "dd" and child.find(list(_BLOCKS))):
                     flush()
                     emit(child)
                 elif child.find(list(_BLOCKS | _CONTAINERS)):

@@ -699,6 +699,8 @@ def test_the_verify_stage_catches_phantom_markers_and_wrong_quotes_but_not_quote
     [
         ("Shared MIME-info Database X Desktop Group (http://www.freedesktop.org)", "sentence", True),  # a title page
         ("Thomas Leonard", "sentence", True),
+        ("plugdev", "sentence", True),  # a bare term
+        ("Port 8080", "sentence", False),
         ("Evaluation methods:", "sentence", True),
         ("For more, see the chapter on documentation tests.", "sentence", True),
         ("Stability: 2 - Stable", "sentence", False),  # a key and its value
@@ -737,3 +739,35 @@ def test_a_quote_that_holds_a_marker_is_not_taken_for_a_citation(tmp_path, embed
     assert not answer.abstained and not answer.notice, answer.text
     assert "hello from foo [123] [" in answer.text, answer.text
     assert any(c.quote == "FOO 3245: hello from foo [123]" for c in answer.citations), answer.citations
+
+
+CREWS_PAGE = """<html><head><title>Harbour crews</title></head><body>
+<div class="header"><p>Next: <a href="moorings.html" accesskey="n" rel="next">Moorings</a>,
+Up: <a href="index.html" accesskey="u" rel="up">Harbour guide</a> [<a href="ix.html" rel="index">Index</a>]</p></div>
+<h2>3 Harbour crews</h2>
+<p>Each crew of the Zebulon harbour has its own duties and its own shed on the quay.</p>
+<ul class="section-toc"><li><a href="#pilots">Pilots</a></li><li><a href="#tally">Tally clerks</a></li>
+<li><a href="#gaugers">Gaugers</a></li></ul>
+<dl>
+<dt>pilots</dt><dd><p>Members of this crew steer visiting ships through the channel at high tide.
+They board each ship at the outer buoy.</p></dd>
+<dt>tally</dt><dd><p>Members of this crew count every crate that is landed and sign the cargo book.
+Only the harbour master may correct the book afterwards.</p></dd>
+<dt>gaugers</dt><dd><p>Members of this crew read the tide gauges twice a day and post the levels on the quay.</p></dd>
+</dl>
+</body></html>
+"""
+
+
+def test_a_definition_list_term_is_the_heading_of_its_definition(tmp_path, embedder):
+    """A <dt> names what its <dd> says (groups, options, glossary terms): asked about the term, the
+    answer is the definition, never the bare term; the page's next/up bar and its table of contents
+    are navigation, not text."""
+    assistant = assistant_over(tmp_path, {"crews.html": CREWS_PAGE}, embedder)
+    answer = assistant.ask("What does the tally crew do?")
+    assert not answer.abstained, answer.text
+    assert "count every crate" in answer.text, answer.text
+    assert all(c.section.endswith("tally") for c in answer.citations[:1])
+    text = assistant.source_text("crews.html")
+    assert "Next:" not in text and "Tally clerks" not in text
+    assert "\n### pilots\n" in text  # one level below the page's heading

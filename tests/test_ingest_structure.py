@@ -612,10 +612,24 @@ def test_text_loading_rejects_bad_bytes_with_one_line(tmp_path):
         ('<ul role="menu"><li><button>Auto</button></li><li>Light</li></ul><p>Lints help.</p>', "Lints help."),
         ('<p>Kept<span aria-hidden="true"> #</span>.</p><div hidden>Search results</div>', "Kept."),
         ("<p>Press <button>Copy</button> the code.</p>", "Press the code."),
+        # navigation is not text: a bar of next/previous/up links, a list of links and nothing else
+        ('<div class="header"><p>Next: <a href="b.html" rel="next">Types</a>, Up: <a href="i.html" rel="up">Top</a></p>'
+         "</div><h2>2 Use</h2>", "## 2 Use"),
+        ('<ul><li><a href="a.html">Basics</a></li><li><a href="b.html">Types</a></li></ul><p>Text.</p>', "Text."),
+        ('<dl><dt><b>Contents</b></dt><dt>1. <a href="#a">Intro</a></dt><dt>2. <a href="#b">Groups</a></dt></dl>', ""),
+        # a list with words beside its links, and a single 'next' link inside a sentence, are text
+        ('<ul><li><a href="a.pdf">Tides</a>, 2019.</li><li><a href="b.pdf">Gauges</a>, 2021.</li></ul>',
+         "- Tides, 2019.\n\n- Gauges, 2021."),
+        ('<p>Read <a href="b.html" rel="next">the next chapter</a> once the gauges are installed and tested.</p>',
+         "Read the next chapter once the gauges are installed and tested."),
+        # a definition list: each term is a heading one level below the page's, its definition under it
+        ("<h2>Groups</h2><dl><dt>staff</dt><dd><p>Edits /usr/local.</p><dl><dt>src</dt><dd>Owns sources.</dd></dl></dd>"
+         "</dl>", "## Groups\n\n### staff\n\nEdits /usr/local.\n\n#### src\n\nOwns sources."),
+        ("<dl><dt>term</dt><dd>Its meaning.</dd></dl>", "# term\n\nIts meaning."),
     ],
 )
 def test_html_inline_elements_join_and_blocks_separate(html, text):
-    assert html_to_text(html) == text + "\n"
+    assert html_to_text(html) == (text + "\n" if text else "")
 
 
 def test_html_inline_code_is_quoted_without_invented_spaces():
