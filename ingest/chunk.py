@@ -38,7 +38,10 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v17: no sentence cut after 'et al.' (punkt's abbreviations are single words: 'al', not 'et al')
 # v18: HTML: a definition list's <dt> is a heading over its <dd>; navigation bars (next/previous/up
 #      links) and tables of contents (lists of links and nothing else) are dropped (ingest.load)
-CHUNKER_VERSION = "18"
+# v19: PDFs: a running line carrying the page number is dropped though its words change with the
+#      chapter ('Chapter 3: Utilities 6'); a word hyphenated at a line's end is whole again when the
+#      document writes it whole elsewhere (ingest.load)
+CHUNKER_VERSION = "19"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

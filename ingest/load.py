@@ -167,8 +167,9 @@ RUNNING_SHARE = 0.5  # a first or last line found on this share of the pages (3 
 
 def _without_running_lines(pages: list[str]) -> list[str]:
     """The pages without their running headers and footers: a first or last line that recurs on
-    at least half of the pages (digits aside, so 'Page 3 of 17' and a bare '3' count as one). The
-    first page keeps its first line: a running header there is usually the title."""
+    at least half of the pages (digits aside, so 'Page 3 of 17' and a bare '3' count as one), or
+    that carries the page's number where at least half of the pages carry theirs (_page_numbering).
+    The first page keeps its first line: a running header there is usually the title."""
     def key(line: str) -> str:
         return re.sub(r"\d+", "#", " ".join(line.split()))
 
@@ -180,19 +181,59 @@ def _without_running_lines(pages: list[str]) -> list[str]:
                 counts[(where, key(got[0]))] = counts.get((where, key(got[0])), 0) + 1
     need = max(3, RUNNING_SHARE * len(pages))
     running = {k for k, n in counts.items() if n >= need}
-    if not running:
+    numbered = _page_numbering(pages, need)
+    if not running and not numbered:
         return pages
+
+    def runs(where: str, line: str, n: int) -> bool:
+        return (where, key(line)) in running or (where, _page_number(line), n) in numbered
+
     out = []
     for n, page in enumerate(pages):
         lines = page.split("\n")
         filled = [i for i, ln in enumerate(lines) if ln.strip()]
         drop = set()
-        if n and filled and ("first", key(lines[filled[0]])) in running:  # page 1's is its title
+        if n and filled and runs("first", lines[filled[0]], n):  # page 1's is its title
             drop.add(filled[0])
-        if filled and ("last", key(lines[filled[-1]])) in running:
+        if filled and runs("last", lines[filled[-1]], n):
             drop.add(filled[-1])
         out.append("\n".join(ln for i, ln in enumerate(lines) if i not in drop))
     return out
+
+
+_BROKEN_WORD = re.compile(r"\b([A-Za-z]*[a-z])-\n([a-z]+)\b")
+
+
+def _joined_hyphenation(pages: list[str]) -> list[str]:
+    """Words hyphenated at a line's end made whole again ('manip-' + 'ulation' is 'manipulation')
+    when the document writes the whole word elsewhere; 'self-' + 'contained' stays as it is."""
+    known = {w.lower() for page in pages for w in re.findall(r"[A-Za-z]+", page)}
+
+    def join(m: re.Match) -> str:
+        word = m.group(1) + m.group(2)
+        return word if word.lower() in known else m.group(0)
+
+    return [_BROKEN_WORD.sub(join, page) for page in pages]
+
+
+def _page_number(line: str) -> int | None:
+    """The number a line ends with ('Chapter 3: Utilities 6'), or else starts with ('12 Methods')."""
+    m = re.search(r"(?<![\d.,])(\d{1,4})\s*$", line) or re.match(r"^\s*(\d{1,4})(?![\d.,])", line)
+    return int(m.group(1)) if m else None
+
+
+def _page_numbering(pages: list[str], need: float) -> set[tuple[str, int | None, int]]:
+    """(first or last, number, page index) of the lines that carry the page's number: a running
+    header whose words change from chapter to chapter ('Chapter 2: Structures 4', 'Chapter 3:
+    Utilities 6') still ends with the page number, which runs with the page index."""
+    offsets: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for n, page in enumerate(pages):
+        lines = [ln for ln in page.split("\n") if ln.strip()]
+        for where, got in (("first", lines[:1]), ("last", lines[-1:])):
+            number = _page_number(got[0]) if got else None
+            if number is not None:
+                offsets.setdefault((where, number - n), []).append((number, n))
+    return {(where, number, n) for (where, _), seen in offsets.items() if len(seen) >= need for number, n in seen}
 
 
 def _pdf_text(data: bytes) -> tuple[str, tuple[int, ...], str]:
@@ -216,6 +257,7 @@ def _pdf_text(data: bytes) -> tuple[str, tuple[int, ...], str]:
             f"broken or unreadable PDF ({type(err).__name__}) — check that it opens in a PDF viewer, or export it again"
         ) from None
     pages = _without_running_lines(pages)
+    pages = _joined_hyphenation(pages)
     parts: list[str] = []
     starts: list[int] = []
     pos = 0

@@ -315,3 +315,24 @@ def test_numbered_section_headings_of_a_pdf_are_headings_and_a_numbered_list_sta
     assert headings == [(1, "1. Introduction"), (2, "1.1. Scope"), (1, "2. Installation"), (2, "2.1. Before you start")]
     items = [text[b.start : b.end] for b in blocks if b.kind == "item"]
     assert items[:2] == ["1. Close the valve.", "2. Drain the tank."]
+
+
+def test_a_running_header_with_the_page_number_is_dropped_though_its_chapter_changes():
+    from ingest.load import _without_running_lines
+
+    chapters = ["Chapter 1: Gauges", "Chapter 1: Gauges", "Chapter 2: Tides", "Chapter 2: Tides", "Chapter 3: Moorings"]
+    words = ["dawn", "noon", "dusk", "night", "low water"]
+    pages = ["Harbour manual\nContents."] + [f"{c} {n + 1}\nThe gauges are read at {w}." for n, (c, w) in
+                                            enumerate(zip(chapters, words), 1)]
+    pages[3] = "12 moorings are free.\nThe tide turns at noon."  # a chapter's first page has no header
+    out = _without_running_lines(pages)
+    assert all("Chapter" not in p for p in out)
+    assert out[3] == "12 moorings are free.\nThe tide turns at noon."  # 12 is not the page's number: it stays
+    assert out[5] == "The gauges are read at low water."
+
+
+def test_a_word_hyphenated_at_a_line_end_is_whole_when_the_document_writes_it_whole():
+    from ingest.load import _joined_hyphenation
+
+    pages = ["The gauge identi-\nfier is printed on it.\nA self-\ncontained unit.", "Each identifier is unique."]
+    assert _joined_hyphenation(pages)[0] == "The gauge identifier is printed on it.\nA self-\ncontained unit."
