@@ -39,7 +39,10 @@ _DOTTED_MODIFIERS = _MODIFIERS.replace(r"\w+\s+", r"[\w.-]+\s+")  # 'which Node.
 _ASKS = [
     ("percent", re.compile(r"\b(what|which) (percentage|percent|share|proportion)\b|\bhow many percent\b", re.I)),
     ("money", re.compile(r"\bhow much (money|did|does|has|have|was|is|will)\b.*\b(cost|spend|spent|pay|paid|worth|budget|fund|invest)|\b(dollar|monetary) (value|amount)\b|\bhow much .*\b(worth|cost)\b", re.I)),
-    ("number", re.compile(r"\bhow (many|much|long|often)\b|\bwhat (score|number|count|amount)\b", re.I)),
+    # 'What is the maximum number of arguments …?', 'What numeric uid …?', 'What uid range …?'
+    ("number", re.compile(r"\bhow (many|much|long|often)\b|\bwhat (score|number|count|amount)\b"
+                          r"|^\s*(what|which)\s+(is|was|are|were)\s+the\s+(\w+\s+){0,2}(number|count|total)\s+of\b"
+                          r"|\b(what|which)\s+(is\s+the\s+)?(numeric|numerical)\b|\b(what|which)\s+(is\s+the\s+)?(\w+\s+){0,2}range\b", re.I)),
     ("version", re.compile(rf"\b(what|which)\s+{_DOTTED_MODIFIERS}(versions?|releases?)\b", re.I)),
     # 'When is the 'newListener' event emitted?', 'When do cash flow problems exist?': a date or a condition
     ("occasion", re.compile(r"^\s*when\s+(is|are|does|do)\b", re.I)),

@@ -70,6 +70,12 @@ def test_abstains_when_the_corpus_does_not_say(assistant, question):
         ("When is the 'newListener' event emitted?", "occasion"),  # a date or a condition
         ("When do cash flow problems exist?", "occasion"),
         ("Who read the tide gauges?", None),  # a role answers too ('the harbour master'), not only a name
+        ("What is the maximum number of moorings a pilot may book?", "number"),
+        ("What numeric code is given to the tally crew?", "number"),
+        ("What is the numeric value of MAX_GAUGES?", "number"),
+        ("What tide range does the gauge record?", "number"),
+        ("Which harbour received the largest number of ships?", None),  # a harbour, not a number
+        ("What type of number is printed on the gauge?", None),
     ],
 )
 def test_the_answer_type_a_question_asks_for(question, kind):
