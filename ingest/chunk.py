@@ -41,7 +41,8 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v19: PDFs: a running line carrying the page number is dropped though its words change with the
 #      chapter ('Chapter 3: Utilities 6'); a word hyphenated at a line's end is whole again when the
 #      document writes it whole elsewhere (ingest.load)
-CHUNKER_VERSION = "19"
+# v20: a line starting with a command-line option ('-s, --strict …') starts a unit of its own
+CHUNKER_VERSION = "20"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

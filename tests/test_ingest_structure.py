@@ -438,6 +438,21 @@ def test_a_sentence_is_not_cut_after_et_al():
     ]
 
 
+def test_each_option_of_a_usage_text_is_a_unit():
+    """A usage text has no sentence stops: each option's line is a unit of its own, its description
+    wrapped in lower case goes with it, and the lines after the last option are not about it."""
+    text = ("Usage: gauge [OPTION] FILE\nReads FILE and prints the tide levels in it.\n-s, --strict reject a\n"
+            "level out of range\n--output=FILE output file\n-v, --version print the version and exit\n"
+            "Report bugs to: harbour@example.org")
+    assert [text[a:b] for a, b in sentence_spans(text, 0, len(text))] == [
+        "Usage: gauge [OPTION] FILE\nReads FILE and prints the tide levels in it.",
+        "-s, --strict reject a\nlevel out of range",
+        "--output=FILE output file",
+        "-v, --version print the version and exit",
+        "Report bugs to: harbour@example.org",
+    ]
+
+
 def test_every_sentence_of_a_long_list_item_is_a_unit(embedder):
     readings = ", ".join(f"{i * 1.7:.1f}" for i in range(35))
     item = f"- Readings in March: {readings}. Readings in April: {readings}."
