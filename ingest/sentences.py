@@ -35,7 +35,7 @@ def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     for m in re.finditer(r"\n", text[start:end]):
         pos = start + m.start()
         if (SENTENCE_END.search(text[line_start:pos]) or pos > piece_start and _next_is_item(text, pos)
-                or _ends_option(text, line_start, pos)):
+                or _ends_option(text, piece_start, pos)):
             spans.extend(_punkt_spans(text, piece_start, pos))
             piece_start = pos + 1
         line_start = pos + 1
@@ -66,21 +66,22 @@ def _cut_long(text: str, a: int, b: int) -> list[tuple[int, int]]:
     return out
 
 
-# a line that starts a list item, or a command-line option of a usage text ('-s, --strict use strict
-# DER decoding', '--output=FILE output file')
-_OPTION = r"--?[A-Za-z0-9][\w-]*(?:[,=]|\s)"
-_ITEM_LINE = re.compile(rf"\n\s*(?:(?:[-*+•]|\d+[.)])\s|{_OPTION})")
-_OPTION_LINE = re.compile(rf"[ \t]*{_OPTION}")
+_ITEM_LINE = re.compile(r"\n\s*(?:[-*+•]|\d+[.)])\s")  # a line that starts a list item
+# a line of a usage text that starts with a command-line option ('-s, --strict use strict DER decoding',
+# '--output=FILE output file')
+_OPTION_LINE = re.compile(r"[ \t]*--?[A-Za-z0-9][\w-]*(?:[,=]|\s)")
 
 
 def _next_is_item(text: str, pos: int) -> bool:
     return bool(_ITEM_LINE.match(text, pos))
 
 
-def _ends_option(text: str, line_start: int, pos: int) -> bool:
-    """An option's line ends its unit unless the next line goes on in lower case: 'Report bugs
-    to: …' after '-v, --version output version information and exit' is not about -v."""
-    return bool(_OPTION_LINE.match(text, line_start, pos)) and not re.match(r"\n\s*[a-z]", text[pos : pos + 40])
+def _ends_option(text: str, piece_start: int, pos: int) -> bool:
+    """A unit that starts with an option's line (after a sentence or another option) ends where the
+    next line does not go on in lower case: at the next option, or at 'Report bugs to: …' after
+    '-v, --version output version information and exit'. In wrapped prose a line may start with
+    an option too ('… call dpkg' / '--triggers-only <package>'): it goes on its sentence."""
+    return bool(_OPTION_LINE.match(text, piece_start, pos)) and not re.match(r"\n\s*[a-z]", text[pos : pos + 40])
 
 
 def _punkt_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:

@@ -451,6 +451,8 @@ def test_each_option_of_a_usage_text_is_a_unit():
         "-v, --version print the version and exit",
         "Report bugs to: harbour@example.org",
     ]
+    prose = "Tools should not call gauge\n--strict on a level out of range, or similar\napproaches. It fails."
+    assert [prose[a:b] for a, b in sentence_spans(prose, 0, len(prose))] == [prose[:-10], "It fails."]
 
 
 def test_every_sentence_of_a_long_list_item_is_a_unit(embedder):
