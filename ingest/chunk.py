@@ -42,7 +42,8 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 #      chapter ('Chapter 3: Utilities 6'); a word hyphenated at a line's end is whole again when the
 #      document writes it whole elsewhere (ingest.load)
 # v20: a line starting with a command-line option ('-s, --strict …') starts a unit of its own
-CHUNKER_VERSION = "20"
+# v21: … only when the unit starts with it: hard-wrapped prose may start a line with an option
+CHUNKER_VERSION = "21"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]
