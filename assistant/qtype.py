@@ -28,6 +28,20 @@ PATTERNS = {
         r"|\b(?:several|a few|many|multiple)\s+(?:seconds|minutes|hours|days|weeks|months|years|decades)\b",
         re.IGNORECASE,
     ),
+    # how long something lasts or is: 'eighty seconds', 'a year', '3 to 4 hours', '(>several days)', '80 characters'
+    "duration": re.compile(
+        r"\b(?:nano|micro|milli)?seconds?\b|\b(?:ms|secs?|minutes?|mins?|hours?|hrs?|days?|nights?|weeks?|fortnights?"
+        r"|months?|years?|yrs?|decades?|century|centuries|millennia|lifetime|forever|indefinitely"
+        r"|metres?|meters?|kilometres?|kilometers?|km|miles?|feet|foot|ft|inches?|cm|mm|characters?|chars?|bytes?"
+        r"|words?|lines?|pages?)\b|\d(?:ms|s|h|m|d)\b",
+        re.IGNORECASE,
+    ),
+    # how often: 'every 3–6 months', 'twice a year', 'annually', 'once per release'
+    "frequency": re.compile(
+        r"\b(?:every|each|per|times|once|twice|thrice|daily|weekly|monthly|quarterly|annual(?:ly)?|yearly|hourly"
+        r"|biannual(?:ly)?|biennial(?:ly)?|nightly|always|never|rarely|often|seldom|occasionally|continuous(?:ly)?)\b",
+        re.IGNORECASE,
+    ),
     "money": re.compile(r"[$€£¥]\s?\d|\b\d[\d,.]*\s?(million|billion|thousand)?\s?(dollars|usd|eur|euros|pounds)\b", re.IGNORECASE),
 }
 
@@ -40,7 +54,9 @@ _ASKS = [
     ("percent", re.compile(r"\b(what|which) (percentage|percent|share|proportion)\b|\bhow many percent\b", re.I)),
     ("money", re.compile(r"\bhow much (money|did|does|has|have|was|is|will)\b.*\b(cost|spend|spent|pay|paid|worth|budget|fund|invest)|\b(dollar|monetary) (value|amount)\b|\bhow much .*\b(worth|cost)\b", re.I)),
     # 'What is the maximum number of arguments …?', 'What numeric uid …?', 'What uid range …?'
-    ("number", re.compile(r"\bhow (many|much|long|often)\b|\bwhat (score|number|count|amount)\b"
+    ("duration", re.compile(r"\bhow long\b", re.I)),
+    ("frequency", re.compile(r"\bhow often\b|\bhow frequently\b", re.I)),
+    ("number", re.compile(r"\bhow (many|much)\b|\bwhat (score|number|count|amount)\b"
                           r"|^\s*(what|which)\s+(is|was|are|were)\s+the\s+(\w+\s+){0,2}(number|count|total)\s+of\b"
                           r"|\b(what|which)\s+(is\s+the\s+)?(numeric|numerical)\b|\b(what|which)\s+(is\s+the\s+)?(\w+\s+){0,2}range\b", re.I)),
     ("version", re.compile(rf"\b(what|which)\s+{_DOTTED_MODIFIERS}(versions?|releases?)\b", re.I)),
@@ -92,6 +108,8 @@ def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = fr
         text = _IDENTIFIER.sub(lambda m: " " if _canon(m.group(0)) in named else m.group(0), text)
     if kind == "money":  # an amount of money is a number with a currency or a scale word
         return bool(PATTERNS["money"].search(text))
+    if kind == "frequency":
+        return bool(PATTERNS["frequency"].search(text) or PATTERNS["duration"].search(text))
     if kind == "occasion":
         return bool(PATTERNS["date"].search(text) or _CONDITION.search(text))
     if kind == "number":  # a year is not a count, a score or a duration

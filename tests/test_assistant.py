@@ -100,6 +100,14 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         ("How many security levels does RAND define?", "The SL-4 definition comes from RAND.", False),
         ("How long must the task run?", "Long-horizon task execution (>several days).", True),
         ("How long must the task run?", "Long-horizon task execution without supervision.", False),
+        # how long: a length of time (or of text, of road), with or without a number
+        ("How long does the pilot wait for the tide?", "A pilot that accepts two ships waits at the buoy.", False),
+        ("How long does the pilot wait for the tide?", "Pilots wait eighty seconds, then board.", True),
+        ("How long until the licence is upgraded?", "It is upgraded after a year.", True),
+        ("How long may a gauge label be?", "A label holds at most 80 characters.", True),
+        ("How often are the gauges read?", "The gauges are read twice a day.", True),
+        ("How often are the gauges read?", "The gauges are read every 3–6 months.", True),
+        ("How often are the gauges read?", "Two gauges are read by the harbour master.", False),
         # a version is asked for: a version number answers
         ("In which Node.js version did it become stable?", "Stability: 1 - Experimental", False),
         ("In which Node.js version did it become stable?", "Stable since v22.1.0.", True),
