@@ -33,8 +33,7 @@ PATTERNS = {
         r"\b(?:nano|micro|milli)?seconds?\b|\b(?:ms|secs?|minutes?|mins?|hours?|hrs?|days?|nights?|weeks?|fortnights?"
         r"|months?|years?|yrs?|decades?|century|centuries|millennia|lifetime|forever|indefinitely"
         r"|metres?|meters?|kilometres?|kilometers?|km|miles?|feet|foot|ft|inches?|cm|mm|characters?|chars?|bytes?"
-        r"|words?|lines?|pages?)\b|\d(?:ms|s|h|m|d)\b",
-        re.IGNORECASE,
+        r"|words?|lines?|pages?)\b|\d(?:ms|s|h|m|d)\b",  # lower case: 'Minute Maid Park' names a park
     ),
     # how often: 'every 3–6 months', 'twice a year', 'annually', 'once per release'
     "frequency": re.compile(

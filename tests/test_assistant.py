@@ -105,6 +105,7 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         ("How long does the pilot wait for the tide?", "Pilots wait eighty seconds, then board.", True),
         ("How long until the licence is upgraded?", "It is upgraded after a year.", True),
         ("How long may a gauge label be?", "A label holds at most 80 characters.", True),
+        ("How long was the stadium closed?", "Minute Maid Park is also a retractable-roof stadium.", False),
         ("How often are the gauges read?", "The gauges are read twice a day.", True),
         ("How often are the gauges read?", "The gauges are read every 3–6 months.", True),
         ("How often are the gauges read?", "Two gauges are read by the harbour master.", False),
@@ -785,3 +786,5 @@ def test_a_definition_list_term_is_the_heading_of_its_definition(tmp_path, embed
     text = assistant.source_text("crews.html")
     assert "Next:" not in text and "Tally clerks" not in text
     assert "\n### pilots\n" in text  # one level below the page's heading
+
+
