@@ -18,6 +18,8 @@ import threading
 from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -348,6 +350,11 @@ class CorpusIndex:
     def sources(self) -> list[str]:
         """The source files of this state (from the lexical manifest: no scan)."""
         return sorted(self.lexical.manifest)
+
+    @cached_property
+    def file_identifiers(self) -> frozenset[str]:
+        """Identifiers the file names hold ('libtasn1.pdf', 'sb-53.md'): a document's own name."""
+        return frozenset(corpus_identifiers(Path(s).stem.replace("_", " ") for s in self.sources()))
 
     def memory(self) -> dict:
         """What this index holds in memory, roughly, in bytes and counts."""

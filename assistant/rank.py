@@ -86,7 +86,7 @@ def score_units(
         return []
     top = [h.chunk.id for h in hits[: candidates * 2]]
     asked = []
-    for ident in qtype.identifiers(query.focus):
+    for ident in qtype.identifiers(query.focus) - index.file_identifiers:
         named_by_corpus, owners, count = index.identifiers.lookup(ident)
         if named_by_corpus and count:
             asked.append((ident, count))

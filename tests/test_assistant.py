@@ -788,3 +788,30 @@ def test_a_definition_list_term_is_the_heading_of_its_definition(tmp_path, embed
     assert "\n### pilots\n" in text  # one level below the page's heading
 
 
+
+TIDE_MANUAL = """# Tide2 manual
+
+The main features of this program are:
+
+- Reading every gauge of the harbour twice a day.
+- Warning the harbour master before a spring tide.
+
+## Installing
+
+Copy the Tide2 binary into /usr/local/bin. Questions about Tide2 go to the harbour office. Gauge7 is read first.
+"""
+
+
+def test_a_name_the_file_bears_earns_no_identifier_bonus(tmp_path, embedder):
+    """'Tide2' is what the whole of tide2.md is about: a unit that repeats the name is no nearer the
+    question than the list the question asks for ('What are the main features of Libtasn1?' of
+    libtasn1.pdf had been answered by its bug-report address). A name the file does not bear
+    ('Gauge7') keeps its bonus."""
+    from assistant.records import Query
+
+    assistant = assistant_over(tmp_path, {"tide2.md": TIDE_MANUAL}, embedder)
+    _, scored, _ = assistant.retrieve(Query("What are the main features of Tide2?"))
+    assert {s.unit.text: s.named for s in scored}["Questions about Tide2 go to the harbour office."] == 0.0
+    _, scored, _ = assistant.retrieve(Query("Which gauge is read first, Gauge7?"))
+    assert {s.unit.text: s.named for s in scored}["Gauge7 is read first."] > 0.0
+
