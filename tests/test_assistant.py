@@ -815,3 +815,26 @@ def test_a_name_the_file_bears_earns_no_identifier_bonus(tmp_path, embedder):
     _, scored, _ = assistant.retrieve(Query("Which gauge is read first, Gauge7?"))
     assert {s.unit.text: s.named for s in scored}["Gauge7 is read first."] > 0.0
 
+
+QUAY_DOC = """# The quay
+
+## Crews
+
+There are three crews on the quay, each with a shed of its own near the harbour wall.
+
+1. Pilots steer visiting ships through the channel.
+2. Tally clerks count every crate that is landed.
+3. Gaugers read the tide gauges twice a day.
+
+The harbour master assigns each crew its berths every Monday morning.
+"""
+
+
+def test_a_question_asking_for_several_things_gets_the_list_after_the_sentence_that_announces_it(tmp_path, embedder):
+    """'There are three crews on the quay …' ends in a full stop, not ':', yet the list it is
+    followed by is what 'What are the crews on the quay?' asks for."""
+    assistant = assistant_over(tmp_path, {"quay.md": QUAY_DOC}, embedder)
+    answer = assistant.ask("What are the crews on the quay?")
+    assert not answer.abstained, answer.text
+    assert all(w in answer.text for w in ("Pilots steer", "Tally clerks count", "Gaugers read")), answer.text
+    assert "Monday" not in answer.text

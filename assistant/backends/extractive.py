@@ -210,6 +210,11 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
         # one quotes a list the unit stands in (not table rows: a row is one answer of its own)
         wants_run = broad or leads_in(unit) or (listing and unit.kind == "item")
         lead, run = run_after(unit, index, MAX_LIST_QUOTED, near) if wants_run else (None, [])
+        if listing and not wants_run and unit.kind == "sentence":
+            # 'There are three supported hook types …' just before the list of them
+            lead, run = run_after(unit, index, MAX_LIST_QUOTED, near)
+            if not run or run[0].kind != "item":
+                lead, run = None, []
         children = child_sections(unit, index, MAX_LIST_QUOTED) if leads_in(unit) and not run else []
         if children and fresh(unit):  # a lead-in to subsections: each named by its heading
             covered.append(unit)
