@@ -11,12 +11,14 @@ from functools import lru_cache
 
 from .terms import content_terms
 
-_MONTHS = r"(january|february|march|april|may|june|july|august|september|october|november|december)"
+# month names as dates write them: capitalised ('march', 'august' are words too), and 'May' beside a
+# number ('it may need to be removed' is no date)
+_MONTHS = r"(?:January|February|March|April|June|July|August|September|October|November|December)\b|May\s+\d|\d\s+May\b"
 _NUMBER_WORDS = r"(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|hundred|thousand|million|billion|half|halves|twice|double|triple|thirds?|quarters?)"
 _BARE_NUMBER = r"(?<![\w.\-])\d[\d,]*(\.\d+)?(?![\w\-]|\.\w)"
 
 PATTERNS = {
-    "date": re.compile(rf"\b{_MONTHS}\b|\b1[0-9]\d\d\b|\b20\d\d\b|\bq[1-4]\b|\bquarter\b", re.IGNORECASE),
+    "date": re.compile(rf"\b(?:{_MONTHS})|\b1[0-9]\d\d\b|\b20\d\d\b|\b[qQ][1-4]\b|\bquarter\b"),
     "number": re.compile(rf"{_BARE_NUMBER}|\b{_NUMBER_WORDS}\b", re.IGNORECASE),
     "percent": re.compile(r"%|\bper ?cent\b", re.IGNORECASE),
     # 'v2.5', '20.17.0', 'version 3' (not '9.1 million')

@@ -118,6 +118,10 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         # 'when is … emitted?' is answered by a condition too, or by a date
         ("When is the 'newListener' event emitted?", "It is emitted _before_ a listener is added.", True),
         ("When does enforcement begin?", "Enforcement begins in July 2026.", True),
+        # a month is a date as dates write it: 'may' and 'march' are words too
+        ("When was the gauge removed?", "The gauge may need to be removed before winter.", False),
+        ("When was the gauge removed?", "The gauge was removed on 3 May.", True),
+        ("In which month was the gauge removed?", "Gauges march in step with the tide.", False),
         ("When is the 'newListener' event emitted?", "It passes the event name to the listener.", False),
         ("When was the event emitted?", "It is emitted before a listener is added.", False),  # past: a date
     ],
