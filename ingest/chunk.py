@@ -43,7 +43,9 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 #      document writes it whole elsewhere (ingest.load)
 # v20: a line starting with a command-line option ('-s, --strict …') starts a unit of its own
 # v21: … only when the unit starts with it: hard-wrapped prose may start a line with an option
-CHUNKER_VERSION = "21"
+# v22: HTML: a paragraph left open (or a definition, a quotation) that holds blocks is read block by
+#      block: '<p>Text … <pre>code</pre> more text' gives a paragraph, a code block and a paragraph
+CHUNKER_VERSION = "22"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

@@ -279,6 +279,9 @@ _CONTAINERS = {"div", "section", "article", "main", "header", "footer", "aside",
 # everything a browser lays out on lines of its own; any other tag is inline and adds no space
 _BREAKING = _BLOCKS | _CONTAINERS | {"tr", "td", "th", "thead", "tbody", "tfoot", "hr", "body", "html", "option"}
 _SKIP = {"script", "style", "noscript", "template", "head", "nav", "svg", "iframe", "object"}
+# blocks read block by block when they hold blocks: a definition, a quotation, and a paragraph left
+# open ('<p>Text … <pre>code</pre> more text', which a browser closes at the <pre>)
+_WALKED = {"p", "dd", "blockquote", "figcaption", "caption"}
 _BR = "\x00"  # stands for <br> until the lines are cleaned (a loaded text has no NUL)
 
 
@@ -449,7 +452,7 @@ def html_to_text(html: str) -> str:
             elif isinstance(child, Tag):
                 if child.name == "br":
                     loose.append(_BR)
-                elif child.name in _BLOCKS and not (child.name == "dd" and child.find(list(_BLOCKS))):
+                elif child.name in _BLOCKS and not (child.name in _WALKED and child.find(list(_BLOCKS | _CONTAINERS))):
                     flush()
                     emit(child)
                 elif child.find(list(_BLOCKS | _CONTAINERS)):

@@ -643,6 +643,9 @@ def test_text_loading_rejects_bad_bytes_with_one_line(tmp_path):
         ("<h2>Groups</h2><dl><dt>staff</dt><dd><p>Edits /usr/local.</p><dl><dt>src</dt><dd>Owns sources.</dd></dl></dd>"
          "</dl>", "## Groups\n\n### staff\n\nEdits /usr/local.\n\n#### src\n\nOwns sources."),
         ("<dl><dt>term</dt><dd>Its meaning.</dd></dl>", "# term\n\nIts meaning."),
+        # a paragraph left open runs into a <pre>: the browser closes it there, and so does the reader
+        ("<p>Intro <b>text</b>.<pre>code()</pre>After the code.<p>Next.", "Intro text.\n\n```\ncode()\n```\n\nAfter the code.\n\nNext."),
+        ("<blockquote><p>One.</p><p>Two.</p></blockquote>", "One.\n\nTwo."),
     ],
 )
 def test_html_inline_elements_join_and_blocks_separate(html, text):
