@@ -48,6 +48,7 @@ class LiveTermStats:
         self.lexical = lexical
         self.n = lexical.n
         self._df: dict[str, int] = {}
+        self._sources: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
 
     def df_of(self, term: str) -> int:
@@ -65,6 +66,17 @@ class LiveTermStats:
 
     def known(self, term: str) -> bool:
         return self.df_of(term) > 0
+
+    def sources_of(self, term: str) -> frozenset[str]:
+        """The source files that use the term."""
+        got = self._sources.get(term)
+        if got is None:
+            got = frozenset(self.lexical.sources_with("content", _content, term)) if self.known(term) else frozenset()
+            with self._lock:
+                if len(self._sources) > 100_000:
+                    self._sources.clear()
+                self._sources[term] = got
+        return got
 
 
 class ChunkCache:

@@ -59,6 +59,18 @@ def unknown_share(query: Query, stats: TermStats, synonyms: Synonyms = NONE) -> 
     return sum(1 for t in terms if not stats.known(t) and t not in alts) / len(terms)
 
 
+def foreign_share(query: Query, stats, source: str, synonyms: Synonyms = NONE) -> float:
+    """Share of the question's words that the corpus uses but the document `source` never does, nor
+    any synonym of them: in a folder of manuals, 'What is the maximum length allowed for a trigger
+    name?' is not answered from the one that never says 'trigger'."""
+    terms = set(content_terms(query.text))
+    if not terms:
+        return 0.0
+    here = lambda t: source in stats.sources_of(t)  # noqa: E731
+    alts = synonyms.expansions(query.text, here)
+    return sum(1 for t in terms if stats.known(t) and not here(t) and t not in alts) / len(terms)
+
+
 def _coverage(weights: dict[str, float], unit_terms, alts: dict[str, dict[str, float]]) -> float:
     """The question's term weights a unit covers: a term in full, or through a synonym,
     synonyms.CREDIT × their similarity of it."""

@@ -237,6 +237,17 @@ class LexicalIndex:
                 n += int(live[docs].sum())
         return n
 
+    def sources_with(self, name: str, analyzer: Callable[[str], list[str]], term: str) -> set[str]:
+        """Source files whose live chunks hold `term` as `analyzer` (token-local) makes terms."""
+        out: set[str] = set()
+        for seg, live in zip(self.segments, self.live):
+            rows = seg.terms(name, analyzer).get(term)
+            if rows:
+                docs, _ = seg.postings(rows)
+                docs = docs[live[docs]]
+                out.update(seg.sources[i] for i in np.unique(seg.doc_source[docs]))
+        return out
+
     def chunks_with_all(self, name: str, analyzer: Callable[[str], list[str]], terms: Sequence[str], limit: int) -> list[str] | None:
         """Live chunk ids holding every one of `terms` (as `analyzer` makes them); None when more than `limit` do."""
         out: list[str] = []

@@ -842,3 +842,27 @@ def test_a_question_asking_for_several_things_gets_the_list_after_the_sentence_t
     assert not answer.abstained, answer.text
     assert all(w in answer.text for w in ("Pilots steer", "Tally clerks count", "Gaugers read")), answer.text
     assert "Monday" not in answer.text
+
+
+GAUGE_SPEC = """# Gauge names
+
+GAUGE_NAME_MAX is the maximum number of characters allowed for a gauge identifier.
+A gauge identifier starts with a letter and holds letters, digits and dashes.
+"""
+
+TRIGGER_SPEC = """# Tide triggers
+
+A tide trigger records an event caused by one gauge that another gauge is interested in.
+Each trigger has a name, and the harbour office keeps the list of trigger names.
+Triggers are processed once a day, after the evening reading.
+"""
+
+
+def test_an_answer_from_a_document_that_never_uses_a_word_of_the_question_is_doubted(tmp_path, embedder):
+    """In a folder of documents, a question about triggers is not answered from the one document
+    that never says 'trigger', though that document has a sentence on a maximum length."""
+    assistant = assistant_over(tmp_path, {"gauges.md": GAUGE_SPEC, "triggers.md": TRIGGER_SPEC}, embedder)
+    answer = assistant.ask("What is the maximum length allowed for a trigger name?")
+    assert answer.abstained, answer.text
+    answer = assistant.ask("Which constant gives the maximum number of characters allowed for a gauge identifier?")
+    assert not answer.abstained and "GAUGE_NAME_MAX" in answer.text, answer.text
