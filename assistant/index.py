@@ -363,6 +363,10 @@ class CorpusIndex:
         """The source files of this state (from the lexical manifest: no scan)."""
         return sorted(self.lexical.manifest)
 
+    def first_mentions(self, terms: Sequence[str], limit: int) -> list[str]:
+        """For each document (up to `limit`), its first chunk holding all these content terms."""
+        return self.lexical.first_with_all("content", _content, terms, limit)
+
     @cached_property
     def file_identifiers(self) -> frozenset[str]:
         """Identifiers the file names hold ('libtasn1.pdf', 'sb-53.md'): a document's own name."""

@@ -303,3 +303,32 @@ def section_asked(question: str, section: tuple[str, ...]) -> int | None:
         if named and named <= asked and len(asked - named) <= extra:
             return depth
     return None
+
+
+_DEFINE_ASKED = re.compile(r"^\s*what\s+(?:is|are)\s+(?:an?\s+|the\s+)?([^?]{2,60}?)\s*\??\s*$", re.IGNORECASE)
+
+
+@lru_cache(maxsize=256)
+def _definition_pattern(question: str) -> re.Pattern | None:
+    m = _DEFINE_ASKED.match(question)
+    if not m or len(m.group(1).split()) > 6:
+        return None
+    subject = r"\s+".join(re.escape(w) for w in m.group(1).split())
+    return re.compile(
+        rf"^[\s*_`>-]*(?:the\s+|an?\s+)?{subject}[*_`]*(?:\s*\([^)]{{1,60}}\))?,?\s+"
+        r"(?:is|are|was|were|refers\s+to|means|denotes|stands\s+for)\b",
+        re.IGNORECASE,
+    )
+
+
+def defined_subject(question: str) -> str:
+    """What 'What is a dpkg trigger?' asks to be defined ('dpkg trigger'), or ''."""
+    m = _DEFINE_ASKED.match(question)
+    return m.group(1) if m and _definition_pattern(question) else ""
+
+
+def defines(question: str, text: str) -> bool:
+    """Does the text define what the question asks to be defined: 'What is a dpkg trigger?' and
+    'A dpkg trigger is a facility that …'?"""
+    pattern = _definition_pattern(question)
+    return bool(pattern and pattern.match(text))

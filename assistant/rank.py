@@ -27,6 +27,7 @@ from .units import item_key, label_only
 W_DENSE, W_LEX, W_RANK = 0.55, 0.35, 0.10
 W_IDENTIFIER = 0.25
 CONTEXT_WEIGHT = 0.5  # earlier turns count half as much as the question asked
+FIRST_MENTIONS = 4  # 'What is X?': the first chunk of this many documents that speak of X competes too
 
 
 def query_vector(embedder, query: Query) -> np.ndarray:
@@ -104,6 +105,10 @@ def score_units(
             asked.append((ident, count))
             if everywhere and owners:
                 top += owners
+    subject = qtype.defined_subject(query.focus) if everywhere else ""
+    if subject and (words := list(dict.fromkeys(content_terms(subject)))):
+        # 'What is a dpkg trigger?': where each document first speaks of dpkg triggers
+        top += index.first_mentions(words, FIRST_MENTIONS)
     groups = index.arena.load(top)
     chunk_rank: dict[str, int] = {}
     for rank, hit in enumerate(hits[: candidates * 2]):
@@ -135,6 +140,9 @@ def score_units(
     matches = [[i for i, t in enumerate(flat) if phrase in t] for phrase in phrases]
     keyed = _keyed_rows(query.focus, units)
     matches += [keyed] if keyed else []
+    # 'What is a dpkg trigger?': 'A dpkg trigger is a facility that …'
+    defining = [i for i, u in enumerate(units) if u.kind == "sentence" and qtype.defines(query.focus, u.text)]
+    matches += [defining] if defining else []
     acronym = qtype.acronym_asked(query.focus)  # 'What does MATS stand for?': where it is spelt out
     spelt = [i for i, u in enumerate(units) if qtype.spells_out(acronym, u.text)] if acronym else []
     if acronym and not spelt:  # '### 1. CBRN (Chemical, Biological, …)': the first unit under that heading

@@ -248,6 +248,28 @@ class LexicalIndex:
                 out.update(seg.sources[i] for i in np.unique(seg.doc_source[docs]))
         return out
 
+    def first_with_all(self, name: str, analyzer: Callable[[str], list[str]], terms: Sequence[str], limit: int) -> list[str]:
+        """For each source (up to `limit`), its first live chunk holding every one of `terms`: where
+        a document first speaks of a thing, it usually says what the thing is."""
+        out: list[str] = []
+        for seg, live in zip(self.segments, self.live):
+            vocab = seg.terms(name, analyzer)
+            docs = None
+            for term in terms:
+                rows = vocab.get(term)
+                d = seg.postings(rows)[0] if rows else seg.docs[:0]
+                docs = d if docs is None else np.intersect1d(docs, d, assume_unique=True)
+                if not len(docs):
+                    break
+            if docs is None or not len(docs):
+                continue
+            docs = np.sort(docs[live[docs]])  # a segment holds its chunks in document order
+            _, first = np.unique(seg.doc_source[docs], return_index=True)
+            out.extend(seg.chunk_ids[docs[i]] for i in sorted(first))
+            if len(out) >= limit:
+                return out[:limit]
+        return out
+
     def chunks_with_all(self, name: str, analyzer: Callable[[str], list[str]], terms: Sequence[str], limit: int) -> list[str] | None:
         """Live chunk ids holding every one of `terms` (as `analyzer` makes them); None when more than `limit` do."""
         out: list[str] = []

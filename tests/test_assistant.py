@@ -866,3 +866,48 @@ def test_an_answer_from_a_document_that_never_uses_a_word_of_the_question_is_dou
     assert answer.abstained, answer.text
     answer = assistant.ask("Which constant gives the maximum number of characters allowed for a gauge identifier?")
     assert not answer.abstained and "GAUGE_NAME_MAX" in answer.text, answer.text
+
+
+def _trigger_manual() -> str:
+    intro = ("# Tide triggers\n\n## Introduction\n\nThis note describes the harbour office's scheme for gauge readings"
+             " and the crews that act on them.\nA tide trigger is a rule that lets one gauge reading wake the crew that"
+             " cares about it, later and in one batch.\nThe scheme was adopted after the flood of the old quay, and the"
+             " office keeps its records in the ledger room.\n\n")
+    topics = ["Pilots", "Tally clerks", "Gaugers", "Moorings", "Night shifts", "Storms", "Records", "Audits", "Dredgers",
+              "Ferries", "Buoys", "Lighthouse", "Customs", "Fishing fleet", "Slipway", "Cranes", "Warehouses",
+              "Fuel dock", "Ice", "Fog", "Visitors", "Tugs", "Lock gates", "Sluices", "Beacons", "Radio", "Ledger",
+              "Winter", "Summer", "Festivals"]
+    return intro + "\n".join(
+        f"## {t}\n\nThe {t.lower()} tide trigger fires when the gauge passes its mark, and the tide trigger wakes the "
+        f"{t.lower()} crew. Each tide trigger of the {t.lower()} is checked by the harbour master every morning. A tide "
+        f"trigger may be paused while the {t.lower()} crew is at sea; a paused tide trigger is listed by the door.\n"
+        for t in topics
+    )
+
+
+def test_what_is_x_is_answered_where_the_document_first_says_what_x_is(tmp_path, embedder):
+    """Thirty sections repeat 'tide trigger' more often than the introduction that defines it, so
+    neither words nor meaning retrieve the definition; a document says what a thing is where it
+    first speaks of it, and 'A tide trigger is …' is the form of an answer to 'What is a tide
+    trigger?'."""
+    assistant = assistant_over(tmp_path, {"triggers.md": _trigger_manual()}, embedder)
+    answer = assistant.ask("What is a tide trigger?")
+    assert not answer.abstained, answer.text
+    assert answer.text.startswith("A tide trigger is a rule that lets one gauge reading wake the crew"), answer.text
+
+
+@pytest.mark.parametrize(
+    "question, text, defines",
+    [
+        ("What is a tide trigger?", "A tide trigger is a rule that wakes a crew.", True),
+        ("What is pybuild?", "Pybuild is a Debian Python specific build system.", True),
+        ("What are frets?", "Frets (thin metal strips) are set into the neck.", True),
+        ("What is a tide trigger?", "The storms tide trigger fires at the mark.", False),
+        ("What is the default tab size of readline?", "The default is 8.", False),
+        ("How is a tide trigger paused?", "A tide trigger is paused by the office.", False),  # not a definition asked
+    ],
+)
+def test_which_sentences_define_what_a_question_asks_about(question, text, defines):
+    from assistant import qtype
+
+    assert qtype.defines(question, text) is defines
