@@ -99,12 +99,17 @@ def expected_type(question: str) -> str | None:
     return None
 
 
+_ADDRESS = re.compile(r"\]\([^)\s]*\)|<?\b(?:https?|ftp)://[^\s>)]*>?")  # a Markdown link's target, a URL
+
+
 def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = frozenset()) -> bool:
     """Whether the text holds what the question asks for. The numbers inside the names the
     question itself names do not count: in 'What score did Claude Opus 4 achieve?', a sentence
-    about 'Opus 4' holds no score because of its '4'."""
+    about 'Opus 4' holds no score because of its '4'. Nor do the numbers of a link's address
+    ('[Node.js 19](https://…/blob/v19.x/BUILDING.md)' names no version of Python)."""
     if kind is None:
         return True
+    text = _ADDRESS.sub(" ", text)
     if named:
         text = _IDENTIFIER.sub(lambda m: " " if _canon(m.group(0)) in named else m.group(0), text)
     if kind == "money":  # an amount of money is a number with a currency or a scale word

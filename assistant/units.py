@@ -22,9 +22,11 @@ POINTER_WORDS = 14
 
 def label_only(unit: Unit) -> bool:
     """'Evaluation methods:' and the like say nothing by themselves; nor does a short sentence that
-    only points elsewhere ('For more, see the chapter on documentation tests.')."""
+    only points elsewhere ('For more, see the chapter on documentation tests.'), nor a bare link."""
     words = len(unit.text.split())
     if unit.text.rstrip().endswith(":") and words < 5:
+        return True
+    if _links_only(unit.text):
         return True
     if unit.kind == "sentence" and _title_like(unit.text):
         return True
@@ -32,6 +34,12 @@ def label_only(unit: Unit) -> bool:
 
 
 TITLE_WORDS = 12
+_LINK = re.compile(r"\[[^\]\n]*\]\([^)\s]*\)|<?\b(?:https?|ftp)://[^\s>)]*>?")
+
+
+def _links_only(text: str) -> bool:
+    """A list of links and nothing else ('[Node.js 19](https://…)'): it points elsewhere."""
+    return bool(_LINK.search(text)) and not re.search(r"\w", _LINK.sub(" ", text))
 
 
 def _title_like(text: str) -> bool:

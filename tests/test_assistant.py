@@ -118,6 +118,9 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         # 'when is … emitted?' is answered by a condition too, or by a date
         ("When is the 'newListener' event emitted?", "It is emitted _before_ a listener is added.", True),
         ("When does enforcement begin?", "Enforcement begins in July 2026.", True),
+        # the numbers of a link's address are no answer
+        ("Which version of the gauge software is needed?", "[Gauges 19](https://example.org/v19.2.0/notes.md)", False),
+        ("Which version of the gauge software is needed?", "Gauges v19.2.0 or later is needed.", True),
         # a month is a date as dates write it: 'may' and 'march' are words too
         ("When was the gauge removed?", "The gauge may need to be removed before winter.", False),
         ("When was the gauge removed?", "The gauge was removed on 3 May.", True),
@@ -719,6 +722,8 @@ def test_the_verify_stage_catches_phantom_markers_and_wrong_quotes_but_not_quote
         ("Shared MIME-info Database X Desktop Group (http://www.freedesktop.org)", "sentence", True),  # a title page
         ("Thomas Leonard", "sentence", True),
         ("plugdev", "sentence", True),  # a bare term
+        ("[Node.js 19](https://github.com/nodejs/node/blob/v19.x/BUILDING.md)", "item", True),  # a bare link
+        ("The tide tables are at <https://example.org/gauges>.", "sentence", False),
         ("Port 8080", "sentence", False),
         ("Evaluation methods:", "sentence", True),
         ("For more, see the chapter on documentation tests.", "sentence", True),
