@@ -175,7 +175,8 @@ def _embed_and_write(store, todo, manifest, settings, embedder, summary, log, on
     for doc in todo:
         chunks, units = chunk_document(doc, embedder.count_tokens, settings.chunk_tokens, settings.overlap_tokens)
         if not chunks:  # said, never silently dropped
-            line = f"{doc.source}: no text to index (only headings, '#' lines or blank lines) — add prose or remove the file"
+            what = "headings and navigation" if doc.kind == "html" else "headings, '#' lines or blank lines"
+            line = f"{doc.source}: no text to index (only {what}) — add prose or remove the file"
             summary.problems.append(line)
             log(f"skipped: {line}")
         planned.append((doc, chunks, units))
