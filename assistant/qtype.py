@@ -60,7 +60,9 @@ _ASKS = [
     ("number", re.compile(r"\bhow (many|much)\b|\bwhat (score|number|count|amount)\b"
                           r"|^\s*(what|which)\s+(is|was|are|were)\s+the\s+(\w+\s+){0,2}(number|count|total)\s+of\b"
                           r"|\b(what|which)\s+(is\s+the\s+)?(numeric|numerical)\b|\b(what|which)\s+(is\s+the\s+)?(\w+\s+){0,2}range\b", re.I)),
-    ("version", re.compile(rf"\b(what|which)\s+{_DOTTED_MODIFIERS}(versions?|releases?)\b", re.I)),
+    # 'Which RSP version …', 'In which Node.js version …' — not 'What's the interface for finding out which
+    # Python versions are supported?', whose 'which' opens a clause inside the question
+    ("version", re.compile(rf"^\W*(?:\w+\s+){{0,2}}?(what|which)\s+{_DOTTED_MODIFIERS}(versions?|releases?)\b", re.I)),
     # 'When is the 'newListener' event emitted?', 'When do cash flow problems exist?': a date or a condition
     ("occasion", re.compile(r"^\s*when\s+(is|are|does|do)\b", re.I)),
     ("date", re.compile(rf"^\s*(when|in what year|since when|by when)\b|\b(what|which)\s+{_MODIFIERS}(dates?|years?|months?|day)\b", re.I)),

@@ -70,6 +70,8 @@ def test_abstains_when_the_corpus_does_not_say(assistant, question):
         ("When is the 'newListener' event emitted?", "occasion"),  # a date or a condition
         ("When do cash flow problems exist?", "occasion"),
         ("Who read the tide gauges?", None),  # a role answers too ('the harbour master'), not only a name
+        ("In which release was the gauge added?", "version"),
+        ("What's the tool for finding out which gauge versions are supported?", None),  # 'which' opens a clause
         ("What is the maximum number of moorings a pilot may book?", "number"),
         ("What numeric code is given to the tally crew?", "number"),
         ("What is the numeric value of MAX_GAUGES?", "number"),
