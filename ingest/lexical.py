@@ -252,18 +252,8 @@ class LexicalIndex:
         """For each source (up to `limit`), its first live chunk holding every one of `terms`: where
         a document first speaks of a thing, it usually says what the thing is."""
         out: list[str] = []
-        for seg, live in zip(self.segments, self.live):
-            vocab = seg.terms(name, analyzer)
-            docs = None
-            for term in terms:
-                rows = vocab.get(term)
-                d = seg.postings(rows)[0] if rows else seg.docs[:0]
-                docs = d if docs is None else np.intersect1d(docs, d, assume_unique=True)
-                if not len(docs):
-                    break
-            if docs is None or not len(docs):
-                continue
-            docs = np.sort(docs[live[docs]])  # a segment holds its chunks in document order
+        for seg, docs in self._with_all(name, analyzer, terms):
+            docs = np.sort(docs)  # a segment holds its chunks in document order
             _, first = np.unique(seg.doc_source[docs], return_index=True)
             out.extend(seg.chunk_ids[docs[i]] for i in sorted(first))
             if len(out) >= limit:
@@ -273,6 +263,14 @@ class LexicalIndex:
     def chunks_with_all(self, name: str, analyzer: Callable[[str], list[str]], terms: Sequence[str], limit: int) -> list[str] | None:
         """Live chunk ids holding every one of `terms` (as `analyzer` makes them); None when more than `limit` do."""
         out: list[str] = []
+        for seg, docs in self._with_all(name, analyzer, terms):
+            out.extend(seg.chunk_ids[d] for d in docs)
+            if len(out) > limit:
+                return None
+        return out
+
+    def _with_all(self, name: str, analyzer: Callable[[str], list[str]], terms: Sequence[str]):
+        """(segment, its live rows holding every one of `terms`), for each segment where some do."""
         for seg, live in zip(self.segments, self.live):
             vocab = seg.terms(name, analyzer)
             docs = None
@@ -282,10 +280,7 @@ class LexicalIndex:
                 docs = d if docs is None else np.intersect1d(docs, d, assume_unique=True)
                 if not len(docs):
                     break
-            if docs is None or not len(docs):
-                continue
-            docs = docs[live[docs]]
-            out.extend(seg.chunk_ids[d] for d in docs)
-            if len(out) > limit:
-                return None
-        return out
+            if docs is not None and len(docs):
+                docs = docs[live[docs]]
+                if len(docs):
+                    yield seg, docs
