@@ -39,11 +39,11 @@ def decide(
         return Decision(True, 0.0, threshold, "answer type" if useful else "no candidates")
     if qtype.unknown_identifiers(query.focus, index.identifiers):
         return Decision(True, 0.0, threshold, "unknown identifier")
+    top = typed[:TOP_FOR_CONFIDENCE]
     unknown = unknown_share(query, index.stats, synonyms)
+    foreign = {src: foreign_share(query, index.stats, src, synonyms) for src in {s.unit.source for s in top}}
     confidence = max(
-        _strength(s, model_weight)
-        * (1.0 - W_UNKNOWN * unknown - W_FOREIGN * foreign_share(query, index.stats, s.unit.source, synonyms))
-        for s in typed[:TOP_FOR_CONFIDENCE]
+        _strength(s, model_weight) * (1.0 - W_UNKNOWN * unknown - W_FOREIGN * foreign[s.unit.source]) for s in top
     )
     if confidence < threshold:
         return Decision(True, confidence, threshold, "below threshold", typed)

@@ -141,8 +141,9 @@ def score_units(
     keyed = _keyed_rows(query.focus, units)
     matches += [keyed] if keyed else []
     # 'What is a dpkg trigger?': 'A dpkg trigger is a facility that …'
-    defining = [i for i, u in enumerate(units) if u.kind == "sentence" and qtype.defines(query.focus, u.text)]
-    matches += [defining] if defining else []
+    if qtype.defined_subject(query.focus):
+        defining = [i for i, u in enumerate(units) if u.kind == "sentence" and qtype.defines(query.focus, u.text)]
+        matches += [defining] if defining else []
     acronym = qtype.acronym_asked(query.focus)  # 'What does MATS stand for?': where it is spelt out
     spelt = [i for i, u in enumerate(units) if qtype.spells_out(acronym, u.text)] if acronym else []
     if acronym and not spelt:  # '### 1. CBRN (Chemical, Biological, …)': the first unit under that heading
