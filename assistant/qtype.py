@@ -312,30 +312,64 @@ def section_asked(question: str, section: tuple[str, ...]) -> int | None:
     return None
 
 
-_DEFINE_ASKED = re.compile(r"^\s*what\s+(?:is|are)\s+(?:an?\s+|the\s+)?([^?]{2,60}?)\s*\??\s*$", re.IGNORECASE)
+_DEFINE_ASKED = re.compile(
+    r"^\s*(?:what\s+(?:is|are)\s+(?:an?\s+|the\s+)?(?P<is>[^?]{2,60}?)"
+    r"|what\s+(?:does|do)\s+(?:an?\s+|the\s+)?(?P<mean>[^?]{2,60}?)\s+mean"
+    r"|what\s+is\s+meant\s+by\s+(?:an?\s+|the\s+)?(?P<meant>[^?]{2,60}?)"
+    r"|define\s+(?:an?\s+|the\s+)?(?P<define>[^?]{2,60}?))\s*[?.]?\s*$",
+    re.IGNORECASE,
+)
+# 'Under the MPL, what does "Source Code Form" mean?', 'In the MPL, what is the "Executable Form" of a
+# work?': a quoted term asked to be defined, whatever the question says before it
+_QUOTED_DEFINE = re.compile(
+    r"\bwhat\s+(?:is|are|does|do)\s+(?:an?\s+|the\s+)?[\"“'‘](?P<term>[^\"”'’]{2,60})[\"”'’]"
+    r"(?:\s+(?:mean|of|in|under)\b[^?]*)?\s*\??\s*$",
+    re.IGNORECASE,
+)
+_QUOTES = "\"“”'‘’"
+
+
+@lru_cache(maxsize=256)
+def _definition_subject(question: str) -> str:
+    m = _QUOTED_DEFINE.search(question)
+    if m:
+        return m.group("term").strip()
+    m = _DEFINE_ASKED.match(question)
+    if not m:
+        return ""
+    subject = next(g for g in m.groups() if g).strip().strip(_QUOTES)
+    # 'What does it mean?' names nothing
+    return subject if len(subject.split()) <= 6 and content_terms(subject) else ""
 
 
 @lru_cache(maxsize=256)
 def _definition_pattern(question: str) -> re.Pattern | None:
-    m = _DEFINE_ASKED.match(question)
-    if not m or len(m.group(1).split()) > 6:
+    subject = _definition_subject(question)
+    if not subject:
         return None
-    subject = r"\s+".join(re.escape(w) for w in m.group(1).split())
+    words = r"\s+".join(re.escape(w) for w in subject.split())
     return re.compile(
-        rf"^[\s*_`>-]*(?:the\s+|an?\s+)?{subject}[*_`]*(?:\s*\([^)]{{1,60}}\))?,?\s+"
-        r"(?:is|are|was|were|refers\s+to|means|denotes|stands\s+for)\b",
+        rf"^[\s*_`>-]*(?:the\s+|an?\s+)?[{_QUOTES}]?{words}[{_QUOTES}]?[*_`]*(?:\s*\([^)]{{1,60}}\))?,?\s+"
+        r"(?:is|are|was|were|refers\s+to|means|shall\s+mean|denotes|stands\s+for|has\s+the\s+meaning)\b",
         re.IGNORECASE,
     )
 
 
 def defined_subject(question: str) -> str:
-    """What 'What is a dpkg trigger?' asks to be defined ('dpkg trigger'), or ''."""
-    m = _DEFINE_ASKED.match(question)
-    return m.group(1) if m and _definition_pattern(question) else ""
+    """What 'What is a dpkg trigger?' ('What does "Source Code Form" mean?', 'Define X') asks to be
+    defined ('dpkg trigger'), or ''."""
+    return _definition_subject(question)
 
 
 def defines(question: str, text: str) -> bool:
     """Does the text define what the question asks to be defined: 'What is a dpkg trigger?' and
-    'A dpkg trigger is a facility that …'?"""
+    'A dpkg trigger is a facility that …'; 'What does "License" mean?' and '"License" shall mean …'?"""
     pattern = _definition_pattern(question)
     return bool(pattern and pattern.match(text))
+
+
+def names_term(heading: str, subject: str) -> bool:
+    """Is the section headed by the term a question asks to be defined: '1.13. "Source Code Form"'
+    (a licence's numbered definition over its 'means …'), 'Source code form:', '`plugdev`'?"""
+    bare = _NUMBERING.sub("", heading).strip().rstrip(":").strip().strip(_QUOTES + "`*_")
+    return bool(subject) and " ".join(bare.lower().split()) == " ".join(subject.lower().split())

@@ -140,9 +140,11 @@ def score_units(
     matches = [[i for i, t in enumerate(flat) if phrase in t] for phrase in phrases]
     keyed = _keyed_rows(query.focus, units)
     matches += [keyed] if keyed else []
-    # 'What is a dpkg trigger?': 'A dpkg trigger is a facility that …'
-    if qtype.defined_subject(query.focus):
+    # 'What is a dpkg trigger?': 'A dpkg trigger is a facility that …'; 'What does "Source Code Form"
+    # mean?': also the first unit of the section headed '1.13. "Source Code Form"'
+    if term := qtype.defined_subject(query.focus):
         defining = [i for i, u in enumerate(units) if u.kind == "sentence" and qtype.defines(query.focus, u.text)]
+        defining += [i for i in _first_under(units, lambda section: qtype.names_term(section[-1], term)) if i not in defining]
         matches += [defining] if defining else []
     acronym = qtype.acronym_asked(query.focus)  # 'What does MATS stand for?': where it is spelt out
     spelt = [i for i, u in enumerate(units) if qtype.spells_out(acronym, u.text)] if acronym else []

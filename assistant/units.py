@@ -150,6 +150,31 @@ def run_after(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> tuple[
     return lead, run
 
 
+LIST_GAP = 6  # sentences of prose that may stand between a section's opening and its list
+
+
+def list_later(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> list[Unit]:
+    """For a sentence of a section's prose, the first list the section goes on to (after at most
+    LIST_GAP more sentences, nothing but prose between), up to `limit` items: 'Several isolation
+    mechanisms are available …' and, a paragraph later, '- SELinux and AppArmor …', '- Resource
+    limits and cgroup controllers …'."""
+    units = section_units(unit, index, near)
+    pos = next((i for i, u in enumerate(units) if u.id == unit.id), None)
+    if pos is None or unit.kind != "sentence":
+        return []
+    for k, u in enumerate(units[pos + 1 :]):
+        if u.kind == "item":
+            run = []
+            for v in units[pos + 1 + k :]:
+                if v.kind != "item" or len(run) >= limit:
+                    break
+                run.append(v)
+            return run
+        if u.kind != "sentence" or k >= LIST_GAP:
+            return []
+    return []
+
+
 def child_sections(unit: Unit, index, limit: int) -> list[Unit]:
     """For a lead-in ending in ':' that closes its section ('RSP v3 specifies thresholds across four
     capability categories:' followed by '### 1. CBRN', '### 2. Cybersecurity' …): the first unit of

@@ -45,7 +45,10 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v21: … only when the unit starts with it: hard-wrapped prose may start a line with an option
 # v22: HTML: a paragraph left open (or a definition, a quotation) that holds blocks is read block by
 #      block: '<p>Text … <pre>code</pre> more text' gives a paragraph, a code block and a paragraph
-CHUNKER_VERSION = "22"
+# v23: headings underlined on the next line ('Introduction' over '-----'), in Markdown and plain
+#      text; a plain text's numbered section lines on their own ('2.1. Grants', '1.13. "Source Code
+#      Form"' over its indented definition) are headings, nested under an underlined '1. Definitions'
+CHUNKER_VERSION = "23"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

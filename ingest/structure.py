@@ -62,7 +62,11 @@ def _split_line(lines: list[_Line], i: int, at: int) -> None:
 
 
 # a PDF's numbered section heading: '1. Introduction', '2.1. The source XML files', '1.2. What is this spec?'
-_PDF_NUMBERED = re.compile(r"^[ \t]*(\d{1,2}(?:\.\d{1,2}){0,4})\.?[ \t]+([A-Z][^.;:,!]{0,80}?[?]?)[ \t]*$")
+# ('1.13. "Source Code Form"' too: a numbered definition in a plain-text licence)
+_PDF_NUMBERED = re.compile(r"^[ \t]*(\d{1,2}(?:\.\d{1,2}){0,4})\.?[ \t]+([\"“']?[A-Z][^.;:,!]{0,80}?[?]?)[ \t]*$")
+# a heading underlined on the next line (Markdown's setext headings, and plain text written the same way)
+_UNDERLINE = re.compile(r"^[ \t]{0,3}(={3,}|-{3,}|~{3,})[ \t]*$")
+_UNDERLINE_LEVEL = {"=": 1, "-": 2, "~": 3}
 MAX_HEADING_WORDS = 12
 
 
@@ -92,6 +96,36 @@ def _pdf_headings(lines: list[_Line]) -> dict[int, int]:
     return out
 
 
+def _underlined(lines: list[_Line], i: int, kind: str) -> int | None:
+    """The level of line i when it is a heading underlined on the next line ('Introduction' over
+    '------------'; '=' is level 1, '-' 2, '~' 3): a short line of its own, with a blank line or
+    nothing before it and an underline at least half as long. In Markdown a list item or a table
+    line is never one."""
+    if kind not in ("markdown", "text") or i + 1 >= len(lines) or (i and lines[i - 1].text.strip()):
+        return None
+    title = lines[i].text.strip()
+    m = _UNDERLINE.match(lines[i + 1].text)
+    if not m or not title or len(m.group(1)) < len(title) / 2 or len(title.split()) > MAX_HEADING_WORDS:
+        return None
+    if kind == "markdown" and (_ITEM.match(lines[i].text) or title.startswith(("|", "<", "#"))):
+        return None
+    return _UNDERLINE_LEVEL[m.group(1)[0]]
+
+
+def _stands_alone(lines: list[_Line], i: int) -> bool:
+    """Line i of a plain text is followed by a blank line, by nothing, or by lines indented deeper."""
+    if i + 1 >= len(lines) or not lines[i + 1].text.strip():
+        return True
+    def indent(line: _Line) -> int:
+        return len(line.text) - len(line.text.lstrip())
+    return indent(lines[i + 1]) > indent(lines[i])
+
+
+def _section_number(title: str) -> tuple[int, ...]:
+    m = re.match(r"(\d{1,2}(?:\.\d{1,2}){0,4})\.?\s", title)
+    return tuple(int(n) for n in m.group(1).split(".")) if m else ()
+
+
 def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
     """Blocks in document order; heading blocks carry level and title."""
     lines = _lines(text)
@@ -99,7 +133,12 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
     i = 0
     para: list[_Line] = []
     seen_numbered_parent = False
-    numbered = _pdf_headings(lines) if kind == "pdf" else {}
+    numbered = _pdf_headings(lines) if kind in ("pdf", "text") else {}
+    if kind == "text":  # a line of its own there: '5.1. The rights granted … automatically' runs on
+        numbered = {i: n for i, n in numbered.items() if _stands_alone(lines, i)}
+    # the level of each numbered heading so far, by number: '1.1. …' under an underlined
+    # '1. Definitions' of level 2 is level 3
+    levels: dict[tuple[int, ...], int] = {}
 
     def flush_para() -> None:
         if para:
@@ -113,6 +152,13 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
             flush_para()
             i += 1
             continue
+        level = _underlined(lines, i, kind)
+        if level is not None:
+            flush_para()
+            blocks.append(Block("heading", line.start, line.end, level, stripped))
+            levels[_section_number(stripped)] = level
+            i += 2
+            continue
         if kind in ("markdown", "text", "html", "pdf"):
             m = _MD_HEADING.match(line.text)
             if m and kind != "pdf":
@@ -122,7 +168,11 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
                 continue
         if i in numbered:
             flush_para()
-            blocks.append(Block("heading", line.start, line.end, numbered[i], stripped))
+            number = _section_number(stripped)
+            parent = next((number[:k] for k in range(len(number) - 1, 0, -1) if number[:k] in levels), None)
+            level = levels[parent] + len(number) - len(parent) if parent else numbered[i]
+            levels[number] = level
+            blocks.append(Block("heading", line.start, line.end, level, stripped))
             i += 1
             continue
         rest = _artefact_rest(lines, i)

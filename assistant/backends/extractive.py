@@ -16,7 +16,7 @@ from .. import qtype
 from ..conversation import last_answer, strip_markers
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
-from ..units import child_sections, item_key, label_only, leads_in, overlaps, run_after, section_outline, section_units, with_list
+from ..units import child_sections, item_key, label_only, leads_in, list_later, overlaps, run_after, section_outline, section_units, with_list
 
 MARGIN = 0.06  # further sentences must score within this of the best one
 REDUNDANT = 0.9  # cosine above which a further sentence repeats a chosen one
@@ -210,6 +210,9 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
         # one quotes a list the unit stands in (not table rows: a row is one answer of its own)
         wants_run = broad or leads_in(unit) or (listing and unit.kind == "item")
         lead, run = run_after(unit, index, MAX_LIST_QUOTED, near) if wants_run else (None, [])
+        if broad and not run and unit.kind == "sentence":
+            # 'List the isolation mechanisms …': the list its section goes on to, a paragraph later
+            run = list_later(unit, index, MAX_LIST_QUOTED, near)
         if listing and not wants_run and unit.kind == "sentence":
             # 'There are three supported hook types …' just before the list of them
             lead, run = run_after(unit, index, MAX_LIST_QUOTED, near)

@@ -1,0 +1,130 @@
+"""Plain-text structure (headings underlined on the next line, numbered sections and definitions
+as a licence writes them), definitions asked for by their term, and a broad question answered by
+the list its section goes on to. Small documents written for this test (not an eval corpus), the
+real model and an embedded Chroma."""
+from __future__ import annotations
+
+import pytest
+
+from assistant import qtype
+from conftest import assistant_over
+from ingest.structure import parse_blocks
+
+LICENCE = """Greenway Shared Code Licence
+============================
+
+1. Definitions
+--------------
+
+1.1. "Contributor"
+    means each person or group who adds to the Shared Work.
+
+1.2. "Shared Work"
+    means the source files published under this licence, together
+    with their documentation.
+
+1.3. "Derived Form"
+    means any form of the Shared Work other than the form in which
+    it was published, such as a compiled program.
+
+2. Termination
+--------------
+
+2.1. Your rights under this licence end automatically
+if You break any of its terms, unless You put the breach right within
+sixty days of learning of it.
+
+2.2. Notices
+
+Each copy of the Shared Work must keep the notice naming its Contributors.
+
+3. Publishing a Derived Form
+----------------------------
+
+Whoever publishes a Derived Form must say where the source files of that Derived Form may be found.
+"""
+
+WORKSHOP = """# Riverside Workshop
+
+## Opening hours
+
+The workshop opens at nine on weekdays and at ten on Saturdays.
+
+## Safety
+
+Several rules keep people safe in the workshop. The warden checks each of them every Monday.
+
+They apply to members and visitors alike, and to children on school visits.
+
+- Goggles must be worn at the lathe and the grinder
+- The dust extractor runs whenever a saw is in use
+- First-aid kits hang beside both doors
+
+## Membership
+
+Membership costs twelve pounds a year.
+"""
+
+
+@pytest.fixture(scope="module")
+def shelf(tmp_path_factory, embedder):
+    return assistant_over(tmp_path_factory.mktemp("plain"), {"licence.txt": LICENCE, "workshop.md": WORKSHOP}, embedder)
+
+
+def test_underlined_and_numbered_lines_of_a_plain_text_are_headings():
+    headings = [(b.level, b.title) for b in parse_blocks(LICENCE, "text") if b.kind == "heading"]
+    assert headings == [
+        (1, "Greenway Shared Code Licence"),
+        (2, "1. Definitions"),
+        (3, '1.1. "Contributor"'),
+        (3, '1.2. "Shared Work"'),
+        (3, '1.3. "Derived Form"'),
+        (2, "2. Termination"),
+        (3, "2.2. Notices"),  # '2.1. Your rights … automatically' runs on into its sentence
+        (2, "3. Publishing a Derived Form"),
+    ]
+    blocks = parse_blocks(LICENCE, "text")
+    assert not any(LICENCE[b.start : b.end].strip("=-\n") == "" for b in blocks)  # no underline is a block
+
+
+def test_a_markdown_heading_may_be_underlined():
+    text = "Intro text.\n\nInstalling\n----------\n\nRun the installer.\n\n- an item\n---\n"
+    headings = [(b.level, b.title) for b in parse_blocks(text, "markdown") if b.kind == "heading"]
+    assert headings == [(2, "Installing")]  # a list item over '---' is not one
+
+
+@pytest.mark.parametrize(
+    ("question", "subject"),
+    [
+        ('Under this licence, what does "Derived Form" mean?', "Derived Form"),
+        ("In the licence, what is the “Shared Work” of a contributor?", "Shared Work"),
+        ("What does Licensable mean?", "Licensable"),
+        ("Define a dpkg trigger.", "dpkg trigger"),
+        ("What is a dpkg trigger?", "dpkg trigger"),
+        ("What does it mean?", ""),
+    ],
+)
+def test_the_term_a_question_asks_to_be_defined(question, subject):
+    assert qtype.defined_subject(question) == subject
+
+
+def test_a_term_is_defined_by_the_section_it_heads(shelf):
+    answer = shelf.ask('Under this licence, what does "Derived Form" mean?')
+    assert not answer.abstained
+    assert "other than the form in which" in answer.text
+    assert answer.citations[0].section.endswith('1.3. "Derived Form"')
+    assert all(LICENCE[c.start : c.end] == c.quote for c in answer.citations)
+
+
+def test_a_sentence_defining_a_quoted_term_defines_it():
+    assert qtype.defines('What does "License" mean?', '"License" shall mean the terms and conditions')
+    assert not qtype.defines('What does "License" mean?', "This License applies to any program")
+
+
+def test_a_broad_question_gets_the_list_its_section_goes_on_to(shelf):
+    answer = shelf.ask("List the rules that keep people safe in the workshop.")
+    assert not answer.abstained
+    for item in ("Goggles must be worn", "The dust extractor runs", "First-aid kits hang"):
+        assert item in answer.text
+    assert len(answer.citations) >= 4  # the opening sentence and each item, each cited
+    assert all(WORKSHOP[c.start : c.end] == c.quote for c in answer.citations)
