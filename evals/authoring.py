@@ -108,7 +108,7 @@ def draft_candidates(corpus: Path) -> list[Draft]:
     out = []
     for doc in load_paths([corpus]).documents:
         seen: set[tuple[str, ...]] = set()
-        for trail, block in sections(parse_blocks(doc.text, doc.kind)):
+        for trail, block in sections(parse_blocks(doc.text, doc.kind, dict(doc.layout))):
             if not trail or trail in seen or block.kind != "paragraph":
                 continue
             seen.add(trail)

@@ -48,7 +48,9 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v23: headings underlined on the next line ('Introduction' over '-----'), in Markdown and plain
 #      text; a plain text's numbered section lines on their own ('2.1. Grants', '1.13. "Source Code
 #      Form"' over its indented definition) are headings, nested under an underlined '1. Definitions'
-CHUNKER_VERSION = "23"
+# v24: a PDF's fonts: a line set larger than the body text is a heading, a line set wholly in
+#      another font than the one before starts a paragraph
+CHUNKER_VERSION = "24"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]
@@ -73,7 +75,7 @@ def chunk_document(
     """Chunks and units of one document."""
     text = doc.text
     chunks: list[Chunk] = []
-    items = sections(parse_blocks(text, doc.kind))
+    items = sections(parse_blocks(text, doc.kind, dict(doc.layout)))
     code_parts: dict[int, list[tuple[int, int]]] = {}  # a code block's start: its pieces
     for trail, blocks in _group_by_section(items):
         pieces: list[_Piece] = []

@@ -32,6 +32,8 @@ class Document:
     kind: str  # "markdown", "text", "html", "pdf"
     sha: str  # hash of the file's bytes (a PDF's together with its text extractor's version)
     page_starts: tuple[int, ...] = ()  # PDFs: where each page starts in `text` (see the module doc)
+    # PDFs: (offset of a line's start, 'heading:N' | 'para') as its fonts show (ingest.load)
+    layout: tuple[tuple[int, str], ...] = ()
 
     def page_range(self, start: int, end: int) -> tuple[int, ...]:
         return page_range(self.page_starts, start, end)

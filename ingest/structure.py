@@ -7,6 +7,7 @@ heading, often starts right after the closing quote). Every block keeps exact of
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .records import Block, html_cells
@@ -126,8 +127,11 @@ def _section_number(title: str) -> tuple[int, ...]:
     return tuple(int(n) for n in m.group(1).split(".")) if m else ()
 
 
-def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
-    """Blocks in document order; heading blocks carry level and title."""
+def parse_blocks(text: str, kind: str = "markdown", marks: Mapping[int, str] | None = None) -> list[Block]:
+    """Blocks in document order; heading blocks carry level and title. `marks` (a PDF's
+    Document.layout, by the offset of a line's start): 'heading:N' makes the line a heading of
+    level N, 'para' starts a paragraph there."""
+    marks = marks or {}
     lines = _lines(text)
     blocks: list[Block] = []
     i = 0
@@ -152,6 +156,14 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
             flush_para()
             i += 1
             continue
+        mark = marks.get(line.start)
+        if mark and mark.startswith("heading:"):
+            flush_para()
+            blocks.append(Block("heading", line.start, line.end, int(mark.split(":")[1]), stripped))
+            i += 1
+            continue
+        if mark == "para":
+            flush_para()
         level = _underlined(lines, i, kind)
         if level is not None:
             flush_para()
@@ -253,6 +265,7 @@ def parse_blocks(text: str, kind: str = "markdown") -> list[Block]:
                 and not _FENCE.match(lines[j].text)
                 and _artefact_rest(lines, j) is None
                 and j not in numbered
+                and lines[j].start not in marks
                 and (
                     (len(lines[j].text) - len(lines[j].text.lstrip())) > indent
                     or not SENTENCE_END.search(lines[j - 1].text)

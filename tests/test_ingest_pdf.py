@@ -13,7 +13,7 @@ from conftest import ingest_into, texts_embedded
 from ingest.chunk import CHUNKER_VERSION, chunk_document
 from ingest.embed import MODEL_ID
 from ingest.errors import StoreError
-from ingest.load import load_file
+from ingest.load import PDF_READING, load_file
 from ingest.records import format_pages, page_range, page_span
 from ingest.settings import StoreSettings
 from ingest.store import CollectionInfo, Store
@@ -151,7 +151,8 @@ def test_pdf_is_reproducible_and_its_hash_names_the_extractor(pdf_path, pdf_doc)
     assert (again.text, again.page_starts, again.sha) == (pdf_doc.text, pdf_doc.page_starts, pdf_doc.sha)
     data = pdf_path.read_bytes()
     assert pdf_doc.sha != hashlib.sha1(data).hexdigest()
-    assert pdf_doc.sha == hashlib.sha1(data + b"\x00" + f"pypdf {pypdf.__version__}".encode()).hexdigest()
+    reading = f"pypdf {pypdf.__version__} {PDF_READING}"  # a change to either re-ingests the file
+    assert pdf_doc.sha == hashlib.sha1(data + b"\x00" + reading.encode()).hexdigest()
 
 
 def test_non_pdf_documents_have_no_pages(tmp_path, embedder):
@@ -196,7 +197,6 @@ def test_heading_table_and_flowing_prose_are_on_their_pages(pdf_doc, embedder):
         assert found, words
         return found
 
-    assert pages_of("Harbour gauges") == {(1, 1)}
     assert pages_of("read at six every morning") == {(1, 1)}
     assert pages_of("Two stations report every day.") == {(2, 2)}
     assert pages_of("South pier") == {(2, 2)} and pages_of("Cai Wren") == {(2, 2)}
@@ -204,6 +204,40 @@ def test_heading_table_and_flowing_prose_are_on_their_pages(pdf_doc, embedder):
     assert pages_of("The last bridge reopened in June.") == {(5, 5)}
     # the long paragraph flows from page 4 onto page 5
     assert pages_of("flooding of the northern valley") == {(4, 4), (5, 5)}
+
+
+def test_lines_set_larger_than_the_body_are_headings(pdf_doc, embedder):
+    """The fixture's headings are 16-point bold over 11-point text, and carry no numbers."""
+    _, units = chunk_document(pdf_doc, embedder.count_tokens, TARGET, OVERLAP)
+    sections = {u.section for u in units}
+    assert not any("Harbour gauges" in u.text or "Stations" == u.text.strip() for u in units)
+    assert {u.section for u in units if "read at six every morning" in u.text} == {("Harbour gauges",)}
+    assert {u.section for u in units if "South pier" in u.text} == {("Stations",)}
+    assert {u.section for u in units if "The last bridge reopened in June." in u.text} == {("Bridges",)}
+    assert len(sections) == 3
+
+
+def test_a_line_in_another_font_starts_a_paragraph_and_ligatures_are_letters(tmp_path, embedder):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.add_font("Sans", "", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    pdf.add_font("Sans", "I", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Oblique.ttf")
+    pdf.set_font("Sans", size=11)
+    pdf.multi_cell(0, 6, "The gauge house keeps a copy of every reading.", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Sans", "I", 11)
+    pdf.multi_cell(0, 6, "Figure 3: The gauge house in winter", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Sans", size=11)
+    pdf.multi_cell(0, 6, "Readers \ufb01nd the \ufb02ood records in the o\ufb03ce.", new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(tmp_path / "gauge.pdf"))
+    doc = load_file(tmp_path / "gauge.pdf", "gauge.pdf")
+    assert "Readers find the flood records in the office." in doc.text
+    _, units = chunk_document(doc, embedder.count_tokens, TARGET, OVERLAP)
+    texts = [u.text.strip() for u in units]
+    # the caption has no full stop, but it does not run on into the next sentence
+    assert "Figure 3: The gauge house in winter" in texts
+    assert "Readers find the flood records in the office." in texts
 
 
 # -- a real ingest into a real Chroma --------------------------------------------------------------------
