@@ -260,13 +260,19 @@ def may_ask_what_it_is(question: str) -> bool:
     return len(_undefining_words(question)) <= 10
 
 
-def asks_what_it_is(question: str, heading: str) -> bool:
+def asks_what_it_is(question: str, heading: str, context: tuple[str, ...] = ()) -> bool:
     """'What does rl.prompt() do?' about the section headed '`rl.prompt([preserveCursor])`': the
-    question names the heading and asks nothing else (what it is, does, is for; not what it returns)."""
+    question names the heading and asks nothing else (what it is, does, is for; not what it returns),
+    save words of the headings above it (context): 'What does cargo build --release do?' about
+    '--release' under 'cargo-build(1)'."""
     if not heading_named(heading, question):
         return False
     words = _heading_words(heading)
-    return not (_undefining_words(question) - set(words) - {w.rstrip(".,:;") for w in words})
+    extra = _undefining_words(question) - set(words) - {w.rstrip(".,:;") for w in words}
+    if extra and context:
+        around = {w for h in context for w in re.findall(r"[a-z0-9]+", h.lower())}
+        extra = {w for w in extra if not set(re.findall(r"[a-z0-9]+", w)) <= around}
+    return not extra
 
 
 # "Summarise …", "List …", "What are the main criticisms …", "How do I …": the answer is a list

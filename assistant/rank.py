@@ -12,6 +12,7 @@ Theory Scholars)'), larger the rarer it is.
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from typing import Sequence
 
 import numpy as np
@@ -220,7 +221,10 @@ def _defining_sentences(question: str, units) -> list[int]:
     def place(u):  # 'Using this flag looks like this:' introduces an example, it says nothing
         return None if u.kind != "sentence" or not u.section or u.text.rstrip().endswith(":") else (u.source, u.section)
 
-    return [i for (_, section), i in _first_in(units, place).items() if qtype.asks_what_it_is(question, section[-1])]
+    return [
+        i for (source, section), i in _first_in(units, place).items()
+        if qtype.asks_what_it_is(question, section[-1], (*section[:-1], PurePosixPath(source).stem))
+    ]
 
 
 def _first_under(units, heading_fits) -> list[int]:

@@ -1,6 +1,6 @@
 """Plain-text structure (headings underlined on the next line, numbered sections and definitions
-as a licence writes them), definitions asked for by their term, and a broad question answered by
-the list its section goes on to. Small documents written for this test (not an eval corpus), the
+as a licence writes them), definitions asked for by their term, a broad question answered by the
+list its section goes on to, and a command's option asked about with the command's name. Small documents written for this test (not an eval corpus), the
 real model and an embedded Chroma."""
 from __future__ import annotations
 
@@ -66,9 +66,30 @@ Membership costs twelve pounds a year.
 """
 
 
+TOOL = """# kiln-fire(1)
+
+## OPTIONS
+
+### --glaze
+
+Fire the pieces a second time at the glaze temperature, after the bisque firing has cooled.
+
+With `kiln-fire --glaze --slow`, the kiln fire program ramps up at half the usual rate.
+
+### --slow
+
+Halve the rate at which the temperature rises.
+
+## EXAMPLES
+
+- Fire a glaze load: kiln-fire --glaze
+"""
+
+
 @pytest.fixture(scope="module")
 def shelf(tmp_path_factory, embedder):
-    return assistant_over(tmp_path_factory.mktemp("plain"), {"licence.txt": LICENCE, "workshop.md": WORKSHOP}, embedder)
+    files = {"licence.txt": LICENCE, "workshop.md": WORKSHOP, "kiln-fire.md": TOOL}
+    return assistant_over(tmp_path_factory.mktemp("plain"), files, embedder)
 
 
 def test_underlined_and_numbered_lines_of_a_plain_text_are_headings():
@@ -128,3 +149,11 @@ def test_a_broad_question_gets_the_list_its_section_goes_on_to(shelf):
         assert item in answer.text
     assert len(answer.citations) >= 4  # the opening sentence and each item, each cited
     assert all(WORKSHOP[c.start : c.end] == c.quote for c in answer.citations)
+
+
+def test_an_option_asked_about_with_its_commands_name_is_answered_by_its_section(shelf):
+    assert qtype.asks_what_it_is("What does kiln fire --glaze do?", "--glaze", ("kiln-fire(1)", "OPTIONS"))
+    assert not qtype.asks_what_it_is("What does kiln fire --glaze do?", "--glaze", ("OPTIONS",))
+    answer = shelf.ask("What does kiln fire --glaze do?")
+    assert not answer.abstained
+    assert answer.citations[0].quote.startswith("Fire the pieces a second time")

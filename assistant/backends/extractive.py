@@ -8,6 +8,7 @@ cited sentence is yielded as soon as it is composed.
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from typing import Iterator, Sequence
 
 from ingest.records import Unit, split_row
@@ -306,7 +307,7 @@ def with_sequel(chosen: list[Scored], scored: Sequence[Scored], query: Query, in
     nxt = _neighbour(top, index, near, 1)
     if nxt is None or label_only(nxt) or any(overlaps(nxt, c.unit) for c in chosen):
         return chosen
-    if top.section and qtype.asks_what_it_is(query.focus, top.section[-1]):
+    if top.section and qtype.asks_what_it_is(query.focus, top.section[-1], (*top.section[:-1], PurePosixPath(top.source).stem)):
         # 'What does --crate-name do?': the opening paragraph under its heading, up to DEFINITION sentences
         run = [nxt]
         while len(run) < DEFINITION - 1:
