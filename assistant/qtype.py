@@ -230,6 +230,8 @@ def _heading_words(heading: str) -> list[str]:
     if not _IDENTIFIER_LIKE.search(name):
         return []
     words = _IDENT_CHARS.sub(" ", re.sub(r"\(.*?\)", " ", name)).lower().split()
+    if words and words[0].startswith("-"):  # '--target triple', '-j N, --jobs N': the flags, not their arguments
+        words = [w.rstrip(",") for w in words if w.startswith("-")]
     return words if len(words) <= 5 else []
 
 
@@ -241,7 +243,10 @@ def heading_named(heading: str, question: str) -> bool:
     """Does the question name this section's heading (a flag, function, attribute, lint …)?"""
     words = _heading_words(heading)
     asked = _asked_words(question)
-    return bool(words) and all(w in asked or w.rstrip(".,:;") in asked for w in words)
+    said = [w in asked or w.rstrip(".,:;") in asked for w in words]
+    if words and all(w.startswith("-") for w in words):  # '-j N, --jobs N': either spelling names it
+        return any(said)
+    return bool(words) and all(said)
 
 
 # what a question that only asks what a named thing is or does says besides the name

@@ -157,3 +157,16 @@ def test_an_option_asked_about_with_its_commands_name_is_answered_by_its_section
     answer = shelf.ask("What does kiln fire --glaze do?")
     assert not answer.abstained
     assert answer.citations[0].quote.startswith("Fire the pieces a second time")
+
+
+@pytest.mark.parametrize(
+    ("heading", "question", "named"),
+    [
+        ("--target triple", "What does --target do?", True),  # the flag, not its argument's placeholder
+        ("-j N, --jobs N", "What does --jobs do?", True),  # either spelling
+        ("-j N, --jobs N", "What does -j do?", True),
+        ("--target-dir directory", "What does --target do?", False),
+    ],
+)
+def test_a_flag_heading_is_named_by_its_flag(heading, question, named):
+    assert qtype.heading_named(heading, question) is named
