@@ -382,5 +382,8 @@ def defines(question: str, text: str) -> bool:
 def names_term(heading: str, subject: str) -> bool:
     """Is the section headed by the term a question asks to be defined: '1.13. "Source Code Form"'
     (a licence's numbered definition over its 'means …'), 'Source code form:', '`plugdev`'?"""
+    def key(term: str) -> str:  # 'Secondary Licenses' is the term 'Secondary License'
+        return re.sub(r"(?<=[a-z])s$", "", " ".join(term.lower().split()))
+
     bare = _NUMBERING.sub("", heading).strip().rstrip(":").strip().strip(_QUOTES + "`*_")
-    return bool(subject) and " ".join(bare.lower().split()) == " ".join(subject.lower().split())
+    return bool(subject) and key(bare) == key(subject)

@@ -138,7 +138,9 @@ def score_units(
     # signal, as for identifiers
     phrases = qtype.quoted(query.focus)
     flat = [" ".join(u.text.lower().split()) for u in units] if phrases else []
-    matches = [[i for i, t in enumerate(flat) if phrase in t] for phrase in phrases]
+    # a quoted term is also where a section it heads begins ('"Secondary Licenses"' and the
+    # definition under '1.12. "Secondary License"')
+    matches = [_holding(phrase, flat, units) for phrase in phrases]
     keyed = _keyed_rows(query.focus, units)
     matches += [keyed] if keyed else []
     # 'What is a dpkg trigger?': 'A dpkg trigger is a facility that …'; 'What does "Source Code Form"
@@ -225,6 +227,13 @@ def _defining_sentences(question: str, units) -> list[int]:
         i for (source, section), i in _first_in(units, place).items()
         if qtype.asks_what_it_is(question, section[-1], (*section[:-1], PurePosixPath(source).stem))
     ]
+
+
+def _holding(phrase: str, flat: list[str], units) -> list[int]:
+    """The units holding a quoted phrase word for word (flat: their lower-cased texts), and the first
+    unit of each section the phrase heads as a term."""
+    heads = _first_under(units, lambda section: qtype.names_term(section[-1], phrase))
+    return list(dict.fromkeys([i for i, t in enumerate(flat) if phrase in t] + heads))
 
 
 def _first_under(units, heading_fits) -> list[int]:

@@ -170,3 +170,10 @@ def test_an_option_asked_about_with_its_commands_name_is_answered_by_its_section
 )
 def test_a_flag_heading_is_named_by_its_flag(heading, question, named):
     assert qtype.heading_named(heading, question) is named
+
+
+def test_a_quoted_term_finds_the_section_it_heads(shelf):
+    assert qtype.names_term('1.1. "Contributor"', "contributors")
+    answer = shelf.ask('Who counts as "Contributors" under this licence?')
+    assert not answer.abstained
+    assert answer.citations[0].quote.startswith("means each person or group")
