@@ -44,18 +44,28 @@ PATTERNS = {
         re.IGNORECASE,
     ),
     "money": re.compile(r"[$€£¥]\s?\d|\b\d[\d,.]*\s?(million|billion|thousand)?\s?(dollars|usd|eur|euros|pounds)\b", re.IGNORECASE),
+    # 'help-libtasn1@gnu.org', 'tal197 at users.sf.net'
+    "email": re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[\w.+-]+ at [\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\b"),
+    # 'CARGO_TARGET_DIR', '$HOME', 'the PATH environment variable', 'PAGER=less'
+    "variable": re.compile(
+        r"\$\{?[A-Za-z_][A-Za-z0-9_]*|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[A-Z][A-Z0-9_]{2,}(?:=|\s+(?:environment\s+)?variable)"
+    ),
 }
 
 # up to three words between 'what/which' and the noun it asks for ('what exact date', 'which month
 # and year', 'what concrete milestone dates'), none a verb or preposition ('what happened in the year')
 _MODIFIERS = (r"(?:(?!(?:is|are|was|were|did|does|do|has|have|had|can|could|will|would|should|happened|happens"
               r"|of|in|on|at|for|to|by|about|with|from)\b)\w+\s+){0,3}")
+_THE = r"(?:(?:is|are|was|were)\s+(?:the|its|their|his|her)\s+)?"
 _DOTTED_MODIFIERS = _MODIFIERS.replace(r"\w+\s+", r"[\w.-]+\s+")  # 'which Node.js version'
 _ASKS = [
     ("percent", re.compile(r"\b(what|which) (percentage|percent|share|proportion)\b|\bhow many percent\b", re.I)),
     ("money", re.compile(r"\bhow much (money|did|does|has|have|was|is|will)\b.*\b(cost|spend|spent|pay|paid|worth|budget|fund|invest)|\b(dollar|monetary) (value|amount)\b|\bhow much .*\b(worth|cost)\b", re.I)),
     # 'What is the maximum number of arguments …?', 'What numeric uid …?', 'What uid range …?'
     ("duration", re.compile(r"\bhow long\b", re.I)),
+    # 'What email address …?', 'What is the email address of …?'; 'Which environment variable …?'
+    ("email", re.compile(rf"\b(what|which)\s+{_THE}{_MODIFIERS}e-?mail\s+address(es)?\b", re.I)),
+    ("variable", re.compile(rf"\b(what|which)\s+{_THE}{_MODIFIERS}environment\s+variables?\b", re.I)),
     ("frequency", re.compile(r"\bhow often\b|\bhow frequently\b", re.I)),
     ("number", re.compile(r"\bhow (many|much)\b|\bwhat (score|number|count|amount)\b"
                           r"|^\s*(what|which)\s+(is|was|are|were)\s+the\s+(\w+\s+){0,2}(number|count|total)\s+of\b"

@@ -78,6 +78,10 @@ def test_abstains_when_the_corpus_does_not_say(assistant, question):
         ("What tide range does the gauge record?", "number"),
         ("Which harbour received the largest number of ships?", None),  # a harbour, not a number
         ("What type of number is printed on the gauge?", None),
+        ("What email address should gauge faults be reported to?", "email"),
+        ("What is the email address of the harbour office?", "email"),
+        ("Which form asks for my email address?", None),
+        ("Which environment variable sets the gauge interval?", "variable"),
     ],
 )
 def test_the_answer_type_a_question_asks_for(question, kind):
@@ -129,6 +133,12 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         ("In which month was the gauge removed?", "Gauges march in step with the tide.", False),
         ("When is the 'newListener' event emitted?", "It passes the event name to the listener.", False),
         ("When was the event emitted?", "It is emitted before a listener is added.", False),  # past: a date
+        # an email address, or an environment variable, is asked for: one answers
+        ("What email address takes fault reports?", "Report faults to: gauges@harbour.example.org", True),
+        ("What email address takes fault reports?", "Faults are reported by email to the office.", False),
+        ("Which environment variable sets the interval?", "It may also be set with GAUGE_INTERVAL.", True),
+        ("Which environment variable sets the interval?", "Set the PATH environment variable first.", True),
+        ("Which environment variable sets the interval?", "It may also be set with the gauge.interval config value.", False),
     ],
 )
 def test_what_counts_as_the_answer_type(question, text, holds):
