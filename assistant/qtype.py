@@ -333,18 +333,24 @@ def section_asked(question: str, section: tuple[str, ...]) -> int | None:
     return None
 
 
+# what may follow the term without being part of it: 'in the Apache License 2.0', ', as described in
+# the chapter'
+_QUALIFIER = r"(?:\s*,?\s+(?:in|under|within|according\s+to|as\s+(?:described|defined|used)\s+in)\b[^?]*)?"
 _DEFINE_ASKED = re.compile(
-    r"^\s*(?:what\s+(?:is|are)\s+(?:an?\s+|the\s+)?(?P<is>[^?]{2,60}?)"
-    r"|what\s+(?:does|do)\s+(?:an?\s+|the\s+)?(?P<mean>[^?]{2,60}?)\s+mean"
-    r"|what\s+is\s+meant\s+by\s+(?:an?\s+|the\s+)?(?P<meant>[^?]{2,60}?)"
-    r"|define\s+(?:an?\s+|the\s+)?(?P<define>[^?]{2,60}?))\s*[?.]?\s*$",
+    r"^\s*(?:(?:in|under|according\s+to)\b[^,?]{1,60},\s*)?"  # 'Under the MPL, what …'
+    r"(?:what\s+(?:is|are)\s+(?:an?\s+|the\s+)?(?P<is>[^?,]{2,60}?)"
+    r"|what\s+(?:does|do)\s+(?:an?\s+|the\s+)?(?P<mean>[^?,]{2,60}?)\s+mean"
+    r"|what\s+(?:does|do)\s+[^?]{1,40}?\s+mean\s+by\s+(?:an?\s+|the\s+)?(?P<by>[^?,]{2,60}?)"
+    r"|what\s+is\s+meant\s+by\s+(?:an?\s+|the\s+)?(?P<meant>[^?,]{2,60}?)"
+    r"|define\s+(?:an?\s+|the\s+)?(?P<define>[^?,]{2,60}?))" + _QUALIFIER + r"\s*[?.]?\s*$",
     re.IGNORECASE,
 )
 # 'Under the MPL, what does "Source Code Form" mean?', 'In the MPL, what is the "Executable Form" of a
-# work?': a quoted term asked to be defined, whatever the question says before it
+# work?', 'What does "Source" form mean …?': a quoted term asked to be defined, whatever the question
+# says before it
 _QUOTED_DEFINE = re.compile(
     r"\bwhat\s+(?:is|are|does|do)\s+(?:an?\s+|the\s+)?[\"“'‘](?P<term>[^\"”'’]{2,60})[\"”'’]"
-    r"(?:\s+(?:mean|of|in|under)\b[^?]*)?\s*\??\s*$",
+    r"(?P<tail>(?:\s+\w+){0,2}?)(?:\s+(?:mean|of|in|under)\b[^?]*)?\s*\??\s*$",
     re.IGNORECASE,
 )
 _QUOTES = "\"“”'‘’"
@@ -354,7 +360,7 @@ _QUOTES = "\"“”'‘’"
 def _definition_subject(question: str) -> str:
     m = _QUOTED_DEFINE.search(question)
     if m:
-        return m.group("term").strip()
+        return (m.group("term") + m.group("tail")).strip()
     m = _DEFINE_ASKED.match(question)
     if not m:
         return ""
@@ -368,9 +374,11 @@ def _definition_pattern(question: str) -> re.Pattern | None:
     subject = _definition_subject(question)
     if not subject:
         return None
-    words = r"\s+".join(re.escape(w) for w in subject.split())
+    # each word may stand in quotes ('"Source" form shall mean'); a short clause may come first ('In
+    # this context, a bad state is …')
+    words = rf"[{_QUOTES}]?\s+[{_QUOTES}]?".join(re.escape(w) for w in subject.split())
     return re.compile(
-        rf"^[\s*_`>-]*(?:the\s+|an?\s+)?[{_QUOTES}]?{words}[{_QUOTES}]?[*_`]*(?:\s*\([^)]{{1,60}}\))?,?\s+"
+        rf"^(?:[^,.;:]{{1,40}},\s+)?[\s*_`>-]*(?:the\s+|an?\s+)?[{_QUOTES}]?{words}[{_QUOTES}]?[*_`]*(?:\s*\([^)]{{1,60}}\))?,?\s+"
         r"(?:is|are|was|were|refers\s+to|means|shall\s+mean|denotes|stands\s+for|has\s+the\s+meaning)\b",
         re.IGNORECASE,
     )

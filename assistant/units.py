@@ -150,6 +150,18 @@ def run_after(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> tuple[
     return lead, run
 
 
+def sentences_after(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> list[Unit]:
+    """Up to `limit` sentences that directly follow a unit in its section, none itself a lead-in."""
+    units = section_units(unit, index, near)
+    pos = next((i for i, u in enumerate(units) if u.id == unit.id), None)
+    out: list[Unit] = []
+    for u in units[pos + 1 :] if pos is not None else ():
+        if u.kind != "sentence" or leads_in(u) or label_only(u) or len(out) >= limit:
+            break
+        out.append(u)
+    return out
+
+
 LIST_GAP = 6  # sentences of prose that may stand between a section's opening and its list
 
 

@@ -50,7 +50,8 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 #      Form"' over its indented definition) are headings, nested under an underlined '1. Definitions'
 # v24: a PDF's fonts: a line set larger than the body text is a heading, a line set wholly in
 #      another font than the one before starts a paragraph
-CHUNKER_VERSION = "24"
+# v25: lettered and roman clauses are list items ('(a) You must give …', '(iv) …')
+CHUNKER_VERSION = "25"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

@@ -14,7 +14,8 @@ from .records import Block, html_cells
 from .sentences import SENTENCE_END
 
 _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
-_ITEM = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+\S")
+# '- x', '• x', '1. x', '2) x', and the lettered or roman clauses of a licence: '(a) x', 'b) x', '(iv) x'
+_ITEM = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)]|\([a-z]\)|[a-z]\)|\((?:i|ii|iii|iv|v|vi|vii|viii|ix|x)\))[ \t]+\S")
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _FENCE = re.compile(r"^[ \t]*(`{3,}(?!.*`)|~{3,})")  # a backtick fence's info string has no backtick
 _CLOSING_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*$")

@@ -63,6 +63,12 @@ They apply to members and visitors alike, and to children on school visits.
 ## Membership
 
 Membership costs twelve pounds a year.
+
+## Closing up
+
+The last member to leave in the evening must do three things:
+
+Switch off the dust extractor at the wall. Lock the timber store. Leave the key with the warden.
 """
 
 
@@ -123,6 +129,9 @@ def test_a_markdown_heading_may_be_underlined():
         ("Define a dpkg trigger.", "dpkg trigger"),
         ("What is a dpkg trigger?", "dpkg trigger"),
         ("What does it mean?", ""),
+        ('What does "Source" form mean in the Greenway licence?', "Source form"),  # quoted in part; a qualifier after
+        ("What is a getter, as described in the chapter?", "getter"),
+        ('What does the chapter mean by a "bad state"?', "bad state"),
     ],
 )
 def test_the_term_a_question_asks_to_be_defined(question, subject):
@@ -140,6 +149,20 @@ def test_a_term_is_defined_by_the_section_it_heads(shelf):
 def test_a_sentence_defining_a_quoted_term_defines_it():
     assert qtype.defines('What does "License" mean?', '"License" shall mean the terms and conditions')
     assert not qtype.defines('What does "License" mean?', "This License applies to any program")
+    assert qtype.defines('What does "Source" form mean in the licence?', '"Source" form shall mean the preferred form')
+    assert qtype.defines('What does the chapter mean by a "bad state"?', "In this context, a bad state is when an invariant breaks")
+
+
+def test_lettered_and_roman_clauses_are_list_items():
+    text = (
+        "You may share it, provided that you meet the following conditions:\n\n"
+        "  (a) You must give recipients a copy of this licence; and\n\n"
+        "  (b) You must mark the files you changed; and\n\n"
+        "  c) you keep the notices.\n\n"
+        "  (iv) Nothing else applies.\n"
+    )
+    kinds = [b.kind for b in parse_blocks(text, "text")]
+    assert kinds == ["paragraph", "item", "item", "item", "item"]
 
 
 def test_a_broad_question_gets_the_list_its_section_goes_on_to(shelf):
@@ -177,3 +200,12 @@ def test_a_quoted_term_finds_the_section_it_heads(shelf):
     answer = shelf.ask('Who counts as "Contributors" under this licence?')
     assert not answer.abstained
     assert answer.citations[0].quote.startswith("means each person or group")
+
+
+def test_a_lead_in_that_no_list_follows_brings_the_sentences_it_leads_into(shelf):
+    """A PDF that drew its bullets as shapes leaves a lead-in followed by plain sentences."""
+    answer = shelf.ask("What must the last member to leave in the evening do?")
+    assert not answer.abstained
+    for step in ("Switch off the dust extractor", "Lock the timber store", "Leave the key with the warden"):
+        assert step in answer.text
+    assert all(WORKSHOP[c.start : c.end] == c.quote for c in answer.citations)

@@ -17,7 +17,10 @@ from .. import qtype
 from ..conversation import last_answer, strip_markers
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
-from ..units import child_sections, item_key, label_only, leads_in, list_later, overlaps, run_after, section_outline, section_units, with_list
+from ..units import (
+    child_sections, item_key, label_only, leads_in, list_later, overlaps, run_after, section_outline, section_units,
+    sentences_after, with_list,
+)
 
 MARGIN = 0.06  # further sentences must score within this of the best one
 REDUNDANT = 0.9  # cosine above which a further sentence repeats a chosen one
@@ -143,6 +146,7 @@ def render(unit: Unit, query: Query) -> str:
 
 
 MAX_LIST_QUOTED = 8  # items, rows or steps quoted for a broad question, each cited
+FOLLOWING = 3  # sentences quoted after a lead-in that no list follows
 
 
 # "Who are the reviewers?", "Which parties were …?", "What must it include?": the answer may be a
@@ -229,7 +233,12 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
                     yield f"{u.section[-1]}: {render(u, query)}", u
             return
         if leads_in(unit) and not run:
-            continue  # a lead-in ending in ':' is never an answer on its own
+            # a lead-in ending in ':' is never an answer on its own; with no list after it (a PDF
+            # that drew its bullets), the sentences it leads into are the list
+            run = sentences_after(unit, index, FOLLOWING, near)
+            if not run:
+                continue
+            lead = unit
         if lead is not None and fresh(lead):
             covered.append(lead)
             yield prefix + lead.text.strip(), lead
