@@ -51,7 +51,9 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v24: a PDF's fonts: a line set larger than the body text is a heading, a line set wholly in
 #      another font than the one before starts a paragraph
 # v25: lettered and roman clauses are list items ('(a) You must give …', '(iv) …')
-CHUNKER_VERSION = "25"
+# v26: a PDF's paragraphs by the space above their first line; a paragraph of lines after a lead-in,
+#      none ending a sentence, is a list whose bullets the PDF drew (an item per capitalised line)
+CHUNKER_VERSION = "26"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

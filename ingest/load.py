@@ -7,8 +7,9 @@ blank line, and `Document.page_starts` maps it back to the pages: for a source a
 range, `doc = load_file(path, source)`, then `doc.page_range(start, end) -> (first, last)` and
 `doc.page_span(page) -> (start, end)` of that page's text (see `ingest.records`). Ligature
 glyphs are their letters ('ﬁ' is 'fi'), and the fonts of each line mark what a PDF's text cannot
-say (`Document.layout`): a line set larger than the body is a heading, a line set wholly in
-another font than the one before starts a paragraph. A PDF's `sha` also names the pypdf version
+say (`Document.layout`): a line set larger than the body is a heading; a line with more space
+above it than a paragraph's lines have, or set wholly in another font than the one before, starts
+a paragraph. A PDF's `sha` also names the pypdf version
 and PDF_READING, so a pypdf that extracts differently, or a new reading, re-ingests it.
 
 HTML becomes Markdown-like text: headings, paragraphs, list items, pipe tables, fenced
@@ -240,9 +241,10 @@ def _page_numbering(pages: list[str], need: float) -> set[tuple[str, int | None,
     return {(where, number, n) for (where, _), seen in offsets.items() if len(seen) >= need for number, n in seen}
 
 
-PDF_READING = "fonts1"  # our own reading of a PDF's fonts (below): part of its sha, so a change re-ingests
+PDF_READING = "fonts2"  # our own reading of a PDF's fonts (below): part of its sha, so a change re-ingests
 HEADING_SIZE = 1.15  # a line whose letters are all at least this times the body size is a heading
 MAX_HEADING_WORDS = 15
+PARA_GAP = 1.4  # a line this many times further below the one before than usual starts a paragraph
 # ligatures a PDF font may map a glyph to: the letters, so that 'ﬁnd' is 'find' to search and to read
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"})
 
@@ -251,46 +253,64 @@ def _scale(m) -> float:
     return abs(float(m[0]) * float(m[3]) - float(m[1]) * float(m[2])) ** 0.5 if m else 1.0
 
 
-def _page_lines(page) -> tuple[str, list[tuple[str, dict[tuple[str, float], int]]]]:
+def _page_lines(page) -> tuple[str, list[tuple[str, dict[tuple[str, float], int], float | None]]]:
     """A page's text (pypdf extract_text) and, for each of its lines, how many letters each
-    (font, size) draws in it; no lines when the pieces pypdf reports do not add up to its text."""
-    pieces: list[tuple[str, str, float]] = []
+    (font, size) draws in it and the height on the page where its first letters are drawn; no
+    lines when the pieces pypdf reports do not add up to its text."""
+    pieces: list[tuple[str, str, float, float]] = []
 
     def visit(text, cm, tm, font, size) -> None:
         name = str((font or {}).get("/BaseFont", "")).lstrip("/")
-        pieces.append((text, name.split("+", 1)[-1], round(float(size or 0) * _scale(tm) * _scale(cm), 1)))
+        y = float(tm[4]) * float(cm[1]) + float(tm[5]) * float(cm[3]) + float(cm[5]) if tm and cm else 0.0
+        pieces.append((text, name.split("+", 1)[-1], round(float(size or 0) * _scale(tm) * _scale(cm), 1), y))
 
     text = page.extract_text(visitor_text=visit) or ""
-    if "".join(t for t, _, _ in pieces) != text:
+    if "".join(p[0] for p in pieces) != text:
         return text, []
-    lines: list[tuple[str, dict[tuple[str, float], int]]] = []
+    lines: list[tuple[str, dict[tuple[str, float], int], float | None]] = []
     buf: list[str] = []
     styles: dict[tuple[str, float], int] = {}
-    for piece, font, size in pieces:
+    top: float | None = None
+    for piece, font, size, y in pieces:
         for k, part in enumerate(piece.split("\n")):
             if k:
-                lines.append(("".join(buf), styles))
-                buf, styles = [], {}
+                lines.append(("".join(buf), styles, top))
+                buf, styles, top = [], {}, None
             buf.append(part)
             letters = sum(not c.isspace() for c in part)
             if letters:
                 styles[(font, size)] = styles.get((font, size), 0) + letters
-    lines.append(("".join(buf), styles))
+                top = y if top is None else top
+    lines.append(("".join(buf), styles, top))
     return text, lines
 
 
-def _layout_marks(pages: list[list[tuple[str, dict]]]) -> list[dict[str, str]]:
+def _paragraph_starts(lines: list[tuple[str, dict, float | None]]) -> set[int]:
+    """The lines of a page that start a paragraph by the space above them: a gap down from the line
+    before more than PARA_GAP times the page's usual one, or a step back up the page (a new column,
+    or a block drawn out of order)."""
+    tops = [(i, y) for i, (line, _, y) in enumerate(lines) if line.strip() and y is not None]
+    gaps = [(i, prev - y) for (_, prev), (i, y) in zip(tops, tops[1:])]
+    down = sorted(g for _, g in gaps if g > 0.5)
+    if len(down) < 3:
+        return set()
+    usual = down[len(down) // 2]
+    return {i for i, g in gaps if g > PARA_GAP * usual or g < -usual}
+
+
+def _layout_marks(pages: list[list[tuple[str, dict, float | None]]]) -> list[dict[str, str]]:
     """For each page, its lines' marks by their text: 'heading:N' for a line set larger than the
-    body text (N counts the sizes of such lines down from the largest), 'para' for a line set
-    wholly in another font than the line before it, also wholly in one ('Listing 16-1: Creating a
-    new thread' in italics, then the body).
+    body text (N counts the sizes of such lines down from the largest); 'para' for a line with more
+    space above it than between the lines of a paragraph (_paragraph_starts), or set wholly in
+    another font than the line before it, also wholly in one ('Listing 16-1: Creating a new thread'
+    in italics, then the body).
 
     Lines set wholly in a monospaced font were tried as code blocks and left out: a program's help
     output quoted in a manual became one long unit that outscored the sentences (docs set 0.746 →
     0.737)."""
     sizes: dict[float, int] = {}
     for lines in pages:
-        for _, styles in lines:
+        for _, styles, _ in lines:
             for (_, size), n in styles.items():
                 sizes[size] = sizes.get(size, 0) + n
     if not sizes:
@@ -303,12 +323,13 @@ def _layout_marks(pages: list[list[tuple[str, dict]]]) -> list[dict[str, str]]:
         smallest = min(size for _, size in styles)
         return smallest if smallest >= HEADING_SIZE * body else None
 
-    levels = sorted({h for lines in pages for line, st in lines if (h := heading_size(line, st))}, reverse=True)
+    levels = sorted({h for lines in pages for line, st, _ in lines if (h := heading_size(line, st))}, reverse=True)
     out = []
     for lines in pages:
         marks: dict[str, str] = {}
+        spaced = _paragraph_starts(lines)
         before = None
-        for line, styles in lines:
+        for i, (line, styles, _) in enumerate(lines):
             key = line.strip()
             if not key:
                 continue
@@ -316,7 +337,7 @@ def _layout_marks(pages: list[list[tuple[str, dict]]]) -> list[dict[str, str]]:
             only = next(iter(styles)) if len(styles) == 1 else None
             if h is not None:
                 marks.setdefault(key, f"heading:{min(levels.index(h) + 1, 6)}")
-            elif only is not None and before is not None and only != before:
+            elif i in spaced or (only is not None and before is not None and only != before):
                 marks.setdefault(key, "para")
             before = only
         out.append(marks)

@@ -279,7 +279,33 @@ def parse_blocks(text: str, kind: str = "markdown", marks: Mapping[int, str] | N
         para.append(line)
         i += 1
     flush_para()
-    return blocks
+    return _drawn_lists(text, blocks) if marks else blocks
+
+
+def _drawn_lists(text: str, blocks: list[Block]) -> list[Block]:
+    """A PDF that drew its bullets as shapes leaves its list as a paragraph of lines after a lead-in
+    ('…such as:' over 'Race conditions, in which …' / 'Deadlocks, in which …, preventing both
+    threads from' / 'continuing'): when no line but the last ends a sentence, each line that starts
+    with a capital (or a digit) starts an item, and a line in lower case goes on with the one before."""
+    out: list[Block] = []
+    for k, block in enumerate(blocks):
+        lines = line_spans(text, block.start, block.end) if block.kind == "paragraph" else []
+        lead = k > 0 and text[blocks[k - 1].start : blocks[k - 1].end].rstrip().endswith(":")
+        if (
+            not lead
+            or len(lines) < 2
+            or any(SENTENCE_END.search(text[a:b].rstrip()) for a, b in lines[:-1])
+            or not text[lines[0][0]].isupper()
+        ):
+            out.append(block)
+            continue
+        start = lines[0][0]
+        for (a, b), (c, _) in zip(lines, lines[1:]):
+            if text[c].isupper() or text[c].isdigit():
+                out.append(Block("item", start, b))
+                start = c
+        out.append(Block("item", start, lines[-1][1]))
+    return out
 
 
 def html_row_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:

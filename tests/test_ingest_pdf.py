@@ -370,3 +370,38 @@ def test_a_word_hyphenated_at_a_line_end_is_whole_when_the_document_writes_it_wh
 
     pages = ["The gauge identi-\nfier is printed on it.\nA self-\ncontained unit.", "Each identifier is unique."]
     assert _joined_hyphenation(pages)[0] == "The gauge identifier is printed on it.\nA self-\ncontained unit."
+
+
+def test_space_above_a_line_starts_a_paragraph_and_a_drawn_list_is_a_list(tmp_path, embedder):
+    """Paragraphs set apart by space, not by indentation, and a list whose bullets the PDF drew as
+    shapes (here: not drawn at all) after a lead-in."""
+    from fpdf import FPDF
+
+    from ingest.structure import parse_blocks
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    para = "The gauge house keeps a copy of every reading taken at the harbour mouth " * 3
+    pdf.multi_cell(0, 6, para.strip() + ".", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    pdf.multi_cell(0, 6, "Readings can go wrong in three ways, such as:", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    for item in ("Gauges silted up by the spring floods", "Readers who misread the scale in the dark",
+                 "Copies lost on the way to the port office"):
+        pdf.set_x(25)
+        pdf.multi_cell(0, 6, item, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    pdf.multi_cell(0, 6, "The port office checks every copy in the spring.", new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(tmp_path / "gauges.pdf"))
+    doc = load_file(tmp_path / "gauges.pdf", "gauges.pdf")
+    blocks = [(b.kind, doc.text[b.start : b.end].split("\n")[0]) for b in parse_blocks(doc.text, "pdf", dict(doc.layout))]
+    assert blocks == [
+        ("paragraph", blocks[0][1]),
+        ("paragraph", "Readings can go wrong in three ways, such as:"),
+        ("item", "Gauges silted up by the spring floods"),
+        ("item", "Readers who misread the scale in the dark"),
+        ("item", "Copies lost on the way to the port office"),
+        ("paragraph", "The port office checks every copy in the spring."),
+    ]
+    assert blocks[0][1].startswith("The gauge house keeps")
