@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from . import qtype
-from .rank import W_IDENTIFIER, foreign_share, unknown_share
+from .rank import W_ELSEWHERE, W_IDENTIFIER, foreign_share, named_documents, unknown_share
 from .records import Citation, Decision, Query, Scored
 from .synonyms import NONE, Synonyms
 from .units import label_only
@@ -42,8 +42,11 @@ def decide(
     top = typed[:TOP_FOR_CONFIDENCE]
     unknown = unknown_share(query, index.stats, synonyms)
     foreign = {src: foreign_share(query, index.stats, src, synonyms) for src in {s.unit.source for s in top}}
+    docs = named_documents(query, index)
     confidence = max(
-        _strength(s, model_weight) * (1.0 - W_UNKNOWN * unknown - W_FOREIGN * foreign[s.unit.source]) for s in top
+        _strength(s, model_weight) * (1.0 - W_UNKNOWN * unknown - W_FOREIGN * foreign[s.unit.source])
+        - (W_ELSEWHERE if docs and s.unit.source not in docs else 0.0)
+        for s in top
     )
     if confidence < threshold:
         return Decision(True, confidence, threshold, "below threshold", typed)

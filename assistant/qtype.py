@@ -43,7 +43,11 @@ PATTERNS = {
         r"|biannual(?:ly)?|biennial(?:ly)?|nightly|always|never|rarely|often|seldom|occasionally|continuous(?:ly)?)\b",
         re.IGNORECASE,
     ),
-    "money": re.compile(r"[$€£¥]\s?\d|\b\d[\d,.]*\s?(million|billion|thousand)?\s?(dollars|usd|eur|euros|pounds)\b", re.IGNORECASE),
+    # '$5', '5 dollars', 'five pounds', 'twelve thousand euros'
+    "money": re.compile(
+        rf"[$€£¥]\s?\d|\b(?:\d[\d,.]*|{_NUMBER_WORDS})\s?(million|billion|thousand|hundred)?\s?(dollars|usd|eur|euros|pounds|pence|cents)\b",
+        re.IGNORECASE,
+    ),
     # 'help-libtasn1@gnu.org', 'tal197 at users.sf.net'
     "email": re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[\w.+-]+ at [\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\b"),
     # 'CARGO_TARGET_DIR', '$HOME', 'the PATH environment variable', 'PAGER=less'

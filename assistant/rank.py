@@ -12,6 +12,7 @@ Theory Scholars)'), larger the rarer it is.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Sequence
 
@@ -27,6 +28,9 @@ from .units import item_key, label_only
 
 W_DENSE, W_LEX, W_RANK = 0.55, 0.35, 0.10
 W_IDENTIFIER = 0.25
+# lost by a unit of another document than the ones the question names (named_documents), in order
+# and, in decide, in confidence
+W_ELSEWHERE = 0.2
 CONTEXT_WEIGHT = 0.5  # earlier turns count half as much as the question asked
 FIRST_MENTIONS = 4  # 'What is X?': the first chunk of this many documents that speak of X competes too
 
@@ -71,6 +75,27 @@ def foreign_share(query: Query, stats, source: str, synonyms: Synonyms = NONE) -
     here = lambda t: source in stats.sources_of(t)  # noqa: E731
     alts = synonyms.expansions(query.text, here)
     return sum(1 for t in terms if stats.known(t) and not here(t) and t not in alts) / len(terms)
+
+
+def named_documents(query: Query, index) -> frozenset[str]:
+    """The documents a question names by a word of their path that no other document's text uses
+    ('Is the Apache License 2.0 compatible with …?' and apache-2.0/apache-2.0.txt in a folder of
+    licences); empty when it names none, or names every one."""
+    sources = index.sources()
+    if len(sources) < 2:
+        return frozenset()
+    named: set[str] = set()
+    for term in set(content_terms(query.focus)):
+        bearing = {s for s in sources if term in _path_terms(s)}
+        if bearing and len(bearing) < len(sources) and index.stats.sources_of(term) <= bearing:
+            named |= bearing
+    return frozenset(named) if len(named) < len(sources) else frozenset()
+
+
+@lru_cache(maxsize=4096)
+def _path_terms(source: str) -> frozenset[str]:
+    path = PurePosixPath(source)
+    return frozenset(content_terms(" ".join((*path.parts[:-1], path.stem)).replace("-", " ").replace("_", " ")))
 
 
 def _coverage(weights: dict[str, float], unit_terms, alts: dict[str, dict[str, float]]) -> float:
@@ -173,6 +198,8 @@ def score_units(
     prior = np.where(ranks_a >= 0, 1.0 / (1.0 + 0.25 * np.maximum(ranks_a, 0)), 0.0).astype(np.float32)
     evidence = W_DENSE * dense + W_LEX * lexical + W_RANK * prior
     total_score = evidence + W_IDENTIFIER * (named + quoted) / (2.0 if asked and matches else 1.0)
+    if docs := named_documents(query, index):  # 'In the Apache License, …': answers from that document first
+        total_score -= W_ELSEWHERE * np.asarray([u.source not in docs for u in units], dtype=np.float32)
     if not everywhere:
         total_score = np.where((ranks_a >= 0) & (ranks_a < candidates), total_score, -np.inf)
     best = np.argsort(-total_score, kind="stable")[: max(candidates * 6, 30)]

@@ -133,6 +133,9 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         ("In which month was the gauge removed?", "Gauges march in step with the tide.", False),
         ("When is the 'newListener' event emitted?", "It passes the event name to the listener.", False),
         ("When was the event emitted?", "It is emitted before a listener is added.", False),  # past: a date
+        # an amount of money may be written in words
+        ("How much does membership cost?", "Membership costs five pounds a year.", True),
+        ("How much does membership cost?", "Five members pay for the lamps.", False),
         # an email address, or an environment variable, is asked for: one answers
         ("What email address takes fault reports?", "Report faults to: gauges@harbour.example.org", True),
         ("What email address takes fault reports?", "Faults are reported by email to the office.", False),

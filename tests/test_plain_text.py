@@ -209,3 +209,22 @@ def test_a_lead_in_that_no_list_follows_brings_the_sentences_it_leads_into(shelf
     for step in ("Switch off the dust extractor", "Lock the timber store", "Leave the key with the warden"):
         assert step in answer.text
     assert all(WORKSHOP[c.start : c.end] == c.quote for c in answer.citations)
+
+
+def test_a_question_naming_a_document_is_answered_from_it(tmp_path, embedder):
+    from assistant.rank import named_documents
+    from assistant.records import Query
+
+    files = {
+        "harbour-rules.md": "# Harbour club\n\nMembership under the club rules costs twelve pounds a year.\n\n"
+                            "Boats must be moored by sunset.\n",
+        "orchard-rules.md": "# Orchard\n\nMembership of the orchard costs five pounds a year.\n\nThe gate is locked at dusk.\n",
+    }
+    shelf = assistant_over(tmp_path, files, embedder)
+    question = "How much does membership cost under the orchard rules?"
+    index = shelf.retriever.index()
+    assert named_documents(Query(question), index) == {"orchard-rules.md"}
+    assert named_documents(Query("How much does membership cost?"), index) == frozenset()
+    answer = shelf.ask(question)
+    assert not answer.abstained
+    assert answer.citations[0].source == "orchard-rules.md" and "five pounds" in answer.text
