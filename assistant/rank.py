@@ -92,6 +92,21 @@ def named_documents(query: Query, index) -> frozenset[str]:
     return frozenset(named) if len(named) < len(sources) else frozenset()
 
 
+def names_own_document(ident: str, query: Query, index) -> bool:
+    """Does an identifier the corpus never writes name a document by its file's name and version
+    ('GPLv3' for gpl-3.txt, 'License 2.0' in 'Is the Apache License 2.0 …?' for apache-2.0.txt): the
+    file name holds its number, and its letters or another word of the question are in the path."""
+    m = re.match(r"^([a-z]*?)-?v?(\d+(?:\.\d+)*)$", ident)
+    if not m:
+        return False
+    letters, number = m.groups()
+    words = set(content_terms(query.focus)) | ({letters} if letters else set())
+    return any(
+        number in qtype.corpus_identifiers([PurePosixPath(s).stem.replace("_", " ")]) and words & _path_terms(s)
+        for s in index.sources()
+    )
+
+
 @lru_cache(maxsize=4096)
 def _path_terms(source: str) -> frozenset[str]:
     path = PurePosixPath(source)

@@ -228,3 +228,12 @@ def test_a_question_naming_a_document_is_answered_from_it(tmp_path, embedder):
     answer = shelf.ask(question)
     assert not answer.abstained
     assert answer.citations[0].source == "orchard-rules.md" and "five pounds" in answer.text
+
+
+def test_a_document_named_by_its_file_name_and_version_is_no_unknown_identifier(tmp_path, embedder):
+    files = {"gpl-3.txt": "GNU GENERAL PUBLIC LICENSE\nVersion 3\n\nYou may share copies of the program with anyone.\n",
+             "orchard.md": "# Orchard\n\nThe gate is locked at dusk.\n"}
+    shelf = assistant_over(tmp_path, files, embedder)
+    answer = shelf.ask("May I share copies of the program under GPLv3?")  # the text never writes 'GPLv3'
+    assert not answer.abstained and "share copies" in answer.text
+    assert shelf.ask("May I share copies of the program under GPLv4?").abstained  # no file is version 4
