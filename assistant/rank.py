@@ -195,6 +195,8 @@ def score_units(
         spelt = _first_under(units, lambda section: qtype.spells_out(acronym, section[-1]))
     if spelt:  # the initials checked: as sharp as a named identifier, confidence included
         named[spelt] += min(1.0, 3.0 / len(spelt))
+    if coded := _coded_items(query.focus, units):
+        named[coded] += min(1.0, 3.0 / len(coded))
     # 'What does rl.prompt() do?': the first sentence under its heading
     defined = _defining_sentences(query.focus, units) if qtype.may_ask_what_it_is(query.focus) else []
     matches += [defined] if defined else []
@@ -223,6 +225,18 @@ def score_units(
         for i in best
         if np.isfinite(total_score[i])
     ]
+
+
+_NUMBER_KEY = re.compile(r"^\s*(\d{1,4})\s*(?::|[—–-]\s)")  # '7: Unsupported xsl:output method'
+
+
+def _coded_items(question: str, units) -> list[int]:
+    """List items keyed by the number of the code the question names ('What does return code 7
+    mean?' and '7: Unsupported xsl:output method'): as sharp a match as a named identifier."""
+    codes = set(re.findall(r"\b(?:code|status|value|error|exit|level|number)\s+(\d{1,4})(?!\w)", question, re.IGNORECASE))
+    if not codes:
+        return []
+    return [i for i, u in enumerate(units) if u.kind == "item" and (m := _NUMBER_KEY.match(u.text)) and m.group(1) in codes]
 
 
 def _keyed_rows(question: str, units) -> list[int]:

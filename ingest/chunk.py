@@ -53,7 +53,9 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v25: lettered and roman clauses are list items ('(a) You must give …', '(iv) …')
 # v26: a PDF's paragraphs by the space above their first line; a paragraph of lines after a lead-in,
 #      none ending a sentence, is a list whose bullets the PDF drew (an item per capitalised line)
-CHUNKER_VERSION = "26"
+# v27: HTML: a definition list of short keys with short values ('7' / 'Unsupported xsl:output
+#      method') is read as list items '7: Unsupported xsl:output method'
+CHUNKER_VERSION = "27"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

@@ -488,6 +488,30 @@ def _navigation(tag) -> bool:
     return len(tag.get_text()) - len(_link_text(tag)) <= NAV_TEXT
 
 
+KEY_WORDS, VALUE_WORDS = 3, 20
+
+
+def _keyed_pairs(dl) -> list[tuple[str, str]]:
+    """A definition list of short keys, each with a short value ('0' / 'No error (normal
+    operation)', '7' / 'Unsupported xsl:output method'): its (key, value) pairs, to be read as list
+    items 'key: value', as a table's rows are; [] for any other list, whose terms head their
+    definitions."""
+    terms, values = dl.find_all("dt"), dl.find_all("dd")
+    if len(terms) < 2 or len(terms) != len(values) or dl.find("dl"):
+        return []
+    pairs = []
+    for dt, dd in zip(terms, values):
+        key, value = _clean(_flat_text(dt)), _clean(_flat_text(dd))
+        if (
+            not key or not value or len(key.split()) > KEY_WORDS or len(value.split()) > VALUE_WORDS
+            or len(blocks := dd.find_all(list(_BLOCKS | _CONTAINERS))) > 1
+            or (blocks and blocks[0].name != "p")  # a definition of one paragraph at most
+        ):
+            return []
+        pairs.append((key, value))
+    return pairs
+
+
 def html_to_text(html: str) -> str:
     """Readable text with Markdown structure: headings, paragraphs, list items, pipe tables.
 
@@ -513,6 +537,14 @@ def html_to_text(html: str) -> str:
     for tag in soup.find_all(("ul", "ol", "dl", "p", "div")):
         if not tag.decomposed and _navigation(tag):
             tag.decompose()
+    for dl in soup.find_all("dl"):
+        if not dl.decomposed and (pairs := _keyed_pairs(dl)):
+            ul = soup.new_tag("ul")
+            for key, value in pairs:
+                li = soup.new_tag("li")
+                li.string = f"{key}: {value}"
+                ul.append(li)
+            dl.replace_with(ul)
     out: list[str] = []
     level = [0]  # the level of the last heading written
 

@@ -237,3 +237,28 @@ def test_a_document_named_by_its_file_name_and_version_is_no_unknown_identifier(
     answer = shelf.ask("May I share copies of the program under GPLv3?")  # the text never writes 'GPLv3'
     assert not answer.abstained and "share copies" in answer.text
     assert shelf.ask("May I share copies of the program under GPLv4?").abstained  # no file is version 4
+
+
+CODES_HTML = """<html><body><h1>kilnctl</h1><h2>Diagnostics</h2>
+<p>kilnctl exit codes tell a script what went wrong.</p>
+<dl><dt><span>0</span></dt><dd><p>No error</p></dd><dt>1</dt><dd><p>No kiln answered</p></dd>
+<dt>7</dt><dd><p>The glaze temperature was out of range</p></dd></dl>
+<h2>Options</h2><dl><dt>--slow</dt><dd><p>Halve the rate at which the temperature rises, for pieces thicker than two
+centimetres that would crack if heated at the usual rate of a hundred degrees an hour.</p></dd>
+<dt>--glaze</dt><dd><p>Fire at the glaze temperature.</p></dd></dl></body></html>"""
+
+
+def test_a_definition_list_of_short_keys_and_values_is_a_list():
+    from ingest.load import html_to_text
+
+    text = html_to_text(CODES_HTML)
+    assert "- 0: No error\n\n- 1: No kiln answered\n\n- 7: The glaze temperature was out of range" in text
+    assert "### --slow" in text and "### --glaze" in text  # a long definition: its term heads it
+
+
+def test_a_numbered_key_is_found_by_the_code_a_question_names(tmp_path, embedder):
+    shelf = assistant_over(tmp_path, {"kilnctl.html": CODES_HTML}, embedder)
+    answer = shelf.ask("What does exit code 7 mean?")
+    assert not answer.abstained
+    assert "7: The glaze temperature was out of range" in [c.quote for c in answer.citations]
+    assert "No kiln answered" not in answer.text  # the one code asked about, not the whole list
