@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import PurePosixPath
 
 from .terms import content_terms
 
@@ -321,20 +322,32 @@ def _section_question(question: str) -> tuple[frozenset[str], int]:
     return frozenset(content_terms(question)) - {"i"}, 1 if is_broad(question) else 0
 
 
-def section_asked(question: str, section: tuple[str, ...]) -> int | None:
+def section_asked(question: str, section: tuple[str, ...], source: str = "") -> int | None:
     """The depth of the deepest heading in a heading trail that the question asks about as a whole
     ('Summarise the academic critique.' and '## Academic critique'; 'What are the industry-practice
     observations?'), or None. The question's content words must hold every content word of the
     heading and nothing else, save one more for a broad question ('Summarise the academic critique
-    of the RSP.')."""
+    of the RSP.'). A top heading that only names its document's file ('Libtasn1' in libtasn1.pdf)
+    is the whole document, not a section: 'What are the main features of Libtasn1?' asks about
+    what it describes, not for its outline."""
     asked, extra = _section_question(question)
     if not asked:
         return None
     for depth in range(len(section) - 1, -1, -1):
         named = set(content_terms(_KIND_LABEL.sub("", _NUMBERING.sub("", section[depth]))))
         if named and named <= asked and len(asked - named) <= extra:
+            if depth == 0 and source and named <= path_terms(source):
+                return None
             return depth
     return None
+
+
+@lru_cache(maxsize=4096)
+def path_terms(source: str) -> frozenset[str]:
+    """The content words of a document's path, without its extension ('libffi-manual/Types.html':
+    libffi, manual, types)."""
+    path = PurePosixPath(source)
+    return frozenset(content_terms(" ".join((*path.parts[:-1], path.stem)).replace("-", " ").replace("_", " ")))
 
 
 # what may follow the term without being part of it: 'in the Apache License 2.0', ', as described in

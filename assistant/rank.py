@@ -12,7 +12,6 @@ Theory Scholars)'), larger the rarer it is.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Sequence
 
@@ -86,7 +85,7 @@ def named_documents(query: Query, index) -> frozenset[str]:
         return frozenset()
     named: set[str] = set()
     for term in set(content_terms(query.focus)):
-        bearing = {s for s in sources if term in _path_terms(s)}
+        bearing = {s for s in sources if term in qtype.path_terms(s)}
         if bearing and len(bearing) < len(sources) and index.stats.sources_of(term) <= bearing:
             named |= bearing
     return frozenset(named) if len(named) < len(sources) else frozenset()
@@ -102,15 +101,9 @@ def names_own_document(ident: str, query: Query, index) -> bool:
     letters, number = m.groups()
     words = set(content_terms(query.focus)) | ({letters} if letters else set())
     return any(
-        number in qtype.corpus_identifiers([PurePosixPath(s).stem.replace("_", " ")]) and words & _path_terms(s)
+        number in qtype.corpus_identifiers([PurePosixPath(s).stem.replace("_", " ")]) and words & qtype.path_terms(s)
         for s in index.sources()
     )
-
-
-@lru_cache(maxsize=4096)
-def _path_terms(source: str) -> frozenset[str]:
-    path = PurePosixPath(source)
-    return frozenset(content_terms(" ".join((*path.parts[:-1], path.stem)).replace("-", " ").replace("_", " ")))
 
 
 def _coverage(weights: dict[str, float], unit_terms, alts: dict[str, dict[str, float]]) -> float:
@@ -308,9 +301,9 @@ def _section_openings(question: str, units) -> list[tuple[int, str]]:
     def place(u):
         if not u.section or label_only(u):
             return None
-        if u.section not in depths:
-            depths[u.section] = qtype.section_asked(question, u.section)
-        depth = depths[u.section]
+        if (u.source, u.section) not in depths:
+            depths[(u.source, u.section)] = qtype.section_asked(question, u.section, u.source)
+        depth = depths[(u.source, u.section)]
         return None if depth is None else (u.source, u.section[: depth + 1])
 
     return [(i, trail[-1]) for (_, trail), i in _first_in(units, place).items()]

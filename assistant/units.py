@@ -162,6 +162,23 @@ def sentences_after(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> 
     return out
 
 
+def answer_after(unit: Unit, index, sentences: int, items: int, near: Sequence[str] = ()) -> list[Unit]:
+    """What answers a question the text asks itself ('So, what types implement the Copy trait?'):
+    up to `sentences` sentences after it in its section, and, when one of them leads in with ':',
+    the list it leads into (up to `items`)."""
+    units = section_units(unit, index, near)
+    pos = next((i for i, u in enumerate(units) if u.id == unit.id), None)
+    out: list[Unit] = []
+    for u in units[pos + 1 :] if pos is not None else ():
+        if u.kind != "sentence" or label_only(u) or len(out) >= sentences:
+            break
+        out.append(u)
+        if leads_in(u):
+            _, run = run_after(u, index, items, near)
+            return out + [v for v in run if v.kind == "item"]
+    return out
+
+
 LIST_GAP = 6  # sentences of prose that may stand between a section's opening and its list
 
 

@@ -55,7 +55,8 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 #      none ending a sentence, is a list whose bullets the PDF drew (an item per capitalised line)
 # v27: HTML: a definition list of short keys with short values ('7' / 'Unsupported xsl:output
 #      method') is read as list items '7: Unsupported xsl:output method'
-CHUNKER_VERSION = "27"
+# v28: a PDF's drawn list may also be lines that each end a sentence ('All the integer types, such as u32.')
+CHUNKER_VERSION = "28"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

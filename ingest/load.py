@@ -241,7 +241,7 @@ def _page_numbering(pages: list[str], need: float) -> set[tuple[str, int | None,
     return {(where, number, n) for (where, _), seen in offsets.items() if len(seen) >= need for number, n in seen}
 
 
-PDF_READING = "fonts2"  # our own reading of a PDF's fonts (below): part of its sha, so a change re-ingests
+PDF_READING = "fonts4"  # our own reading of a PDF's fonts (below): part of its sha, so a change re-ingests
 HEADING_SIZE = 1.15  # a line whose letters are all at least this times the body size is a heading
 MAX_HEADING_WORDS = 15
 PARA_GAP = 1.4  # a line this many times further below the one before than usual starts a paragraph
@@ -294,8 +294,28 @@ def _paragraph_starts(lines: list[tuple[str, dict, float | None]]) -> set[int]:
     down = sorted(g for _, g in gaps if g > 0.5)
     if len(down) < 3:
         return set()
-    usual = down[len(down) // 2]
+    usual = down[len(down) // 4]  # a line's gap: most gaps are, and a paragraph's are longer
     return {i for i, g in gaps if g > PARA_GAP * usual or g < -usual}
+
+
+HEADING_RUN = 3  # this many large lines in a row are a figure's labels or a title page, not headings
+
+
+def _headings(lines: list[tuple[str, dict, float | None]], heading_size) -> dict[int, float]:
+    """Line index -> size of the lines of a page set large enough to be headings, but for runs of
+    HEADING_RUN or more such lines in a row (the labels of a diagram: 'ptr', 'len 5', 'capacity 5')."""
+    found = {i: h for i, (line, styles, _) in enumerate(lines) if line.strip() and (h := heading_size(line, styles))}
+    filled = [i for i, (line, _, _) in enumerate(lines) if line.strip()]
+    out: dict[int, float] = {}
+    run: list[int] = []
+    for i in filled + [None]:
+        if i is not None and i in found:
+            run.append(i)
+            continue
+        if 0 < len(run) < HEADING_RUN:
+            out.update((j, found[j]) for j in run)
+        run = []
+    return out
 
 
 def _layout_marks(pages: list[list[tuple[str, dict, float | None]]]) -> list[dict[str, str]]:
@@ -323,9 +343,10 @@ def _layout_marks(pages: list[list[tuple[str, dict, float | None]]]) -> list[dic
         smallest = min(size for _, size in styles)
         return smallest if smallest >= HEADING_SIZE * body else None
 
-    levels = sorted({h for lines in pages for line, st, _ in lines if (h := heading_size(line, st))}, reverse=True)
+    sized = [_headings(lines, heading_size) for lines in pages]
+    levels = sorted({h for page in sized for h in page.values()}, reverse=True)
     out = []
-    for lines in pages:
+    for lines, headings in zip(pages, sized):
         marks: dict[str, str] = {}
         spaced = _paragraph_starts(lines)
         before = None
@@ -333,7 +354,7 @@ def _layout_marks(pages: list[list[tuple[str, dict, float | None]]]) -> list[dic
             key = line.strip()
             if not key:
                 continue
-            h = heading_size(line, styles)
+            h = headings.get(i)
             only = next(iter(styles)) if len(styles) == 1 else None
             if h is not None:
                 marks.setdefault(key, f"heading:{min(levels.index(h) + 1, 6)}")

@@ -285,18 +285,16 @@ def parse_blocks(text: str, kind: str = "markdown", marks: Mapping[int, str] | N
 def _drawn_lists(text: str, blocks: list[Block]) -> list[Block]:
     """A PDF that drew its bullets as shapes leaves its list as a paragraph of lines after a lead-in
     ('…such as:' over 'Race conditions, in which …' / 'Deadlocks, in which …, preventing both
-    threads from' / 'continuing'): when no line but the last ends a sentence, each line that starts
-    with a capital (or a digit) starts an item, and a line in lower case goes on with the one before."""
+    threads from' / 'continuing'): when no line but the last ends a sentence, or every line does
+    ('All the integer types, such as u32.' / 'The Boolean type, bool.'), each line that starts with a
+    capital (or a digit) starts an item, and a line in lower case goes on with the one before."""
     out: list[Block] = []
     for k, block in enumerate(blocks):
         lines = line_spans(text, block.start, block.end) if block.kind == "paragraph" else []
         lead = k > 0 and text[blocks[k - 1].start : blocks[k - 1].end].rstrip().endswith(":")
-        if (
-            not lead
-            or len(lines) < 2
-            or any(SENTENCE_END.search(text[a:b].rstrip()) for a, b in lines[:-1])
-            or not text[lines[0][0]].isupper()
-        ):
+        ends = [bool(SENTENCE_END.search(text[a:b].rstrip())) for a, b in lines]
+        # items that wrap and end nowhere but at the end, or items that each fill one line and end it
+        if not lead or len(lines) < 2 or not text[lines[0][0]].isupper() or (any(ends[:-1]) and not all(ends)):
             out.append(block)
             continue
         start = lines[0][0]

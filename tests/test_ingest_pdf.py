@@ -392,6 +392,12 @@ def test_space_above_a_line_starts_a_paragraph_and_a_drawn_list_is_a_list(tmp_pa
         pdf.set_x(25)
         pdf.multi_cell(0, 6, item, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
+    pdf.multi_cell(0, 6, "Two gauges stand at the mouth:", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    for item in ("The north gauge, read at six.", "The south gauge, read at noon."):  # each item one sentence
+        pdf.set_x(25)
+        pdf.multi_cell(0, 6, item, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
     pdf.multi_cell(0, 6, "The port office checks every copy in the spring.", new_x="LMARGIN", new_y="NEXT")
     pdf.output(str(tmp_path / "gauges.pdf"))
     doc = load_file(tmp_path / "gauges.pdf", "gauges.pdf")
@@ -402,6 +408,29 @@ def test_space_above_a_line_starts_a_paragraph_and_a_drawn_list_is_a_list(tmp_pa
         ("item", "Gauges silted up by the spring floods"),
         ("item", "Readers who misread the scale in the dark"),
         ("item", "Copies lost on the way to the port office"),
+        ("paragraph", "Two gauges stand at the mouth:"),
+        ("item", "The north gauge, read at six."),
+        ("item", "The south gauge, read at noon."),
         ("paragraph", "The port office checks every copy in the spring."),
     ]
     assert blocks[0][1].startswith("The gauge house keeps")
+
+
+def test_a_run_of_large_lines_is_a_figure_not_headings(tmp_path):
+    """The labels of a diagram drawn as text ('ptr', 'len 5', 'capacity 5') are set large, but they
+    head nothing; a lone large line before the body does."""
+    from fpdf import FPDF
+
+    from ingest.structure import parse_blocks
+
+    pdf = FPDF()
+    pdf.add_page()
+    for size, text in [(16, "Gauge memory"), (11, "Each gauge keeps its readings in a small table of its own."),
+                       (16, "ptr"), (16, "len 5"), (16, "capacity 5"),
+                       (11, "The table grows when the readings outrun it.")]:
+        pdf.set_font("Helvetica", size=size)
+        pdf.multi_cell(0, 8, text, new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(tmp_path / "memory.pdf"))
+    doc = load_file(tmp_path / "memory.pdf", "memory.pdf")
+    headings = [b.title for b in parse_blocks(doc.text, "pdf", dict(doc.layout)) if b.kind == "heading"]
+    assert headings == ["Gauge memory"]

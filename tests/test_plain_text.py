@@ -64,6 +64,11 @@ They apply to members and visitors alike, and to children on school visits.
 
 Membership costs twelve pounds a year.
 
+## Keys
+
+So, who can open the workshop on a Sunday? Only the warden holds a key that works on Sundays, and
+she lends it to the treasurer in August.
+
 ## Closing up
 
 The last member to leave in the evening must do three things:
@@ -262,3 +267,17 @@ def test_a_numbered_key_is_found_by_the_code_a_question_names(tmp_path, embedder
     assert not answer.abstained
     assert "7: The glaze temperature was out of range" in [c.quote for c in answer.citations]
     assert "No kiln answered" not in answer.text  # the one code asked about, not the whole list
+
+
+def test_a_question_the_text_asks_itself_is_answered_by_what_follows_it(shelf):
+    answer = shelf.ask("Who can open the workshop on a Sunday?")
+    assert not answer.abstained
+    assert "Only the warden holds a key" in answer.text
+    assert all(WORKSHOP[c.start : c.end] == c.quote for c in answer.citations)
+
+
+def test_a_top_heading_naming_its_file_is_the_document_not_a_section():
+    question = "What are the main features of Libgauge?"
+    assert qtype.section_asked(question, ("Libgauge",), "manuals/other.pdf") == 0
+    assert qtype.section_asked(question, ("Libgauge",), "manuals/libgauge.pdf") is None
+    assert qtype.section_asked("Summarise the Features.", ("Libgauge", "Features"), "manuals/libgauge.pdf") == 1

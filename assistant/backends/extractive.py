@@ -18,8 +18,8 @@ from ..conversation import last_answer, strip_markers
 from ..records import NOT_IN_CORPUS, Answer, Citation, Evidence, Query, Scored, Turn
 from ..terms import content_terms
 from ..units import (
-    child_sections, item_key, label_only, leads_in, list_later, overlaps, run_after, section_outline, section_units,
-    sentences_after, with_list,
+    answer_after, child_sections, item_key, label_only, leads_in, list_later, overlaps, run_after, section_outline,
+    section_units, sentences_after, with_list,
 )
 
 MARGIN = 0.06  # further sentences must score within this of the best one
@@ -188,7 +188,7 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
         return not any(overlaps(u, c) for c in covered)
 
     if chosen and chosen[0].unit.section:
-        depth = qtype.section_asked(query.focus, chosen[0].unit.section)
+        depth = qtype.section_asked(query.focus, chosen[0].unit.section, chosen[0].unit.source)
         outline = section_outline(chosen[0].unit, depth, index, MAX_LIST_QUOTED, broad) if depth is not None else []
         if outline:  # 'Summarise the academic critique.': the section it names, in outline
             for prefix, u in outline:
@@ -223,6 +223,12 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
             lead, run = run_after(unit, index, MAX_LIST_QUOTED, near)
             if not run or run[0].kind != "item":
                 lead, run = None, []
+        if unit.kind == "sentence" and unit.text.rstrip().endswith("?") and not run:
+            # 'So, what types implement the Copy trait?' asks; what follows it answers
+            run = answer_after(unit, index, FOLLOWING, MAX_LIST_QUOTED, near)
+            if not run:
+                continue
+            lead = unit
         children = child_sections(unit, index, MAX_LIST_QUOTED) if leads_in(unit) and not run else []
         if children and fresh(unit):  # a lead-in to subsections: each named by its heading
             covered.append(unit)
