@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from . import qtype
-from .rank import W_ELSEWHERE, W_IDENTIFIER, foreign_share, named_documents, names_own_document, unknown_share
+from .rank import W_ELSEWHERE, W_IDENTIFIER, documents_named_by, foreign_share, named_documents, unknown_share
 from .records import Citation, Decision, Query, Scored
 from .synonyms import NONE, Synonyms
 from .units import label_only
@@ -38,7 +38,7 @@ def decide(
     if not typed:
         return Decision(True, 0.0, threshold, "answer type" if useful else "no candidates")
     unknown_ids = qtype.unknown_identifiers(query.focus, index.identifiers)
-    if any(not names_own_document(i, query, index) for i in unknown_ids):
+    if any(not documents_named_by(i, query, index) for i in unknown_ids):
         return Decision(True, 0.0, threshold, "unknown identifier")
     top = typed[:TOP_FOR_CONFIDENCE]
     unknown = unknown_share(query, index.stats, synonyms)

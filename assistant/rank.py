@@ -79,31 +79,36 @@ def foreign_share(query: Query, stats, source: str, synonyms: Synonyms = NONE) -
 def named_documents(query: Query, index) -> frozenset[str]:
     """The documents a question names by a word of their path that no other document's text uses
     ('Is the Apache License 2.0 compatible with …?' and apache-2.0/apache-2.0.txt in a folder of
-    licences); empty when it names none, or names every one."""
+    licences), or by their file's name and version ('GPLv3' and gpl-3/gpl-3.txt); empty when it
+    names none, or names every one."""
     sources = index.sources()
     if len(sources) < 2:
         return frozenset()
     named: set[str] = set()
-    for term in set(content_terms(query.focus)):
+    for term in {t for t in content_terms(query.focus) if re.search("[a-z]", t)}:  # '3' names no file
         bearing = {s for s in sources if term in qtype.path_terms(s)}
         if bearing and len(bearing) < len(sources) and index.stats.sources_of(term) <= bearing:
             named |= bearing
+    for ident in qtype.identifiers(query.focus):
+        named |= documents_named_by(ident, query, index)
     return frozenset(named) if len(named) < len(sources) else frozenset()
 
 
-def names_own_document(ident: str, query: Query, index) -> bool:
-    """Does an identifier the corpus never writes name a document by its file's name and version
-    ('GPLv3' for gpl-3.txt, 'License 2.0' in 'Is the Apache License 2.0 …?' for apache-2.0.txt): the
-    file name holds its number, and its letters or another word of the question are in the path."""
+def documents_named_by(ident: str, query: Query, index) -> set[str]:
+    """The documents an identifier names by their file's name and version ('GPLv3' names
+    gpl-3.txt; 'License 2.0' in 'Is the Apache License 2.0 …?' names apache-2.0.txt): the file name
+    holds its number, and its letters or another word of the question are in the path. Such an
+    identifier is no unknown one, though the text never writes it."""
     m = re.match(r"^([a-z]*?)-?v?(\d+(?:\.\d+)*)$", ident)
     if not m:
-        return False
+        return set()
     letters, number = m.groups()
-    words = set(content_terms(query.focus)) | ({letters} if letters else set())
-    return any(
-        number in qtype.corpus_identifiers([PurePosixPath(s).stem.replace("_", " ")]) and words & qtype.path_terms(s)
-        for s in index.sources()
-    )
+    # words, not numbers: '2.0' is in both mpl-2.0.txt and apache-2.0.txt
+    words = {w for w in content_terms(query.focus) if re.search("[a-z]", w)} | ({letters} if letters else set())
+    return {
+        s for s in index.sources()
+        if number in qtype.corpus_identifiers([PurePosixPath(s).stem.replace("_", " ")]) and words & qtype.path_terms(s)
+    }
 
 
 def _coverage(weights: dict[str, float], unit_terms, alts: dict[str, dict[str, float]]) -> float:

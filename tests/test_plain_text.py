@@ -239,6 +239,12 @@ def test_a_document_named_by_its_file_name_and_version_is_no_unknown_identifier(
     files = {"gpl-3.txt": "GNU GENERAL PUBLIC LICENSE\nVersion 3\n\nYou may share copies of the program with anyone.\n",
              "orchard.md": "# Orchard\n\nThe gate is locked at dusk.\n"}
     shelf = assistant_over(tmp_path, files, embedder)
+    from assistant.rank import named_documents
+    from assistant.records import Query
+
+    index = shelf.retriever.index()
+    assert named_documents(Query("May I share copies under GPLv3?"), index) == {"gpl-3.txt"}
+    assert named_documents(Query("May I share copies under version 3?"), index) == frozenset()  # no name
     answer = shelf.ask("May I share copies of the program under GPLv3?")  # the text never writes 'GPLv3'
     assert not answer.abstained and "share copies" in answer.text
     assert shelf.ask("May I share copies of the program under GPLv4?").abstained  # no file is version 4
