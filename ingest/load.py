@@ -9,8 +9,8 @@ range, `doc = load_file(path, source)`, then `doc.page_range(start, end) -> (fir
 glyphs are their letters ('ﬁ' is 'fi'), and the fonts of each line mark what a PDF's text cannot
 say (`Document.layout`): a line set larger than the body is a heading; a line with more space
 above it than a paragraph's lines have, or set wholly in another font than the one before, starts
-a paragraph. A PDF's `sha` also names the pypdf version
-and PDF_READING, so a pypdf that extracts differently, or a new reading, re-ingests it.
+a paragraph. A PDF's `sha` also names the pypdf version and PDF_READING, so a pypdf that extracts
+differently, or a new reading, re-ingests it.
 
 HTML becomes Markdown-like text: headings, paragraphs, list items, pipe tables, fenced
 `<pre>`. Inline elements (`<a>`, `<code>`, `<em>`, …) join their neighbours as the browser
