@@ -14,6 +14,7 @@ Units and their vectors come with their chunk's record (ingest.store); no unit i
 from __future__ import annotations
 
 import math
+import re
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
@@ -27,7 +28,7 @@ import numpy as np
 from ingest.lexical import LexicalIndex
 from ingest.records import Chunk, Unit, split_row
 
-from .qtype import corpus_identifiers
+from .qtype import corpus_identifiers, path_terms
 from .terms import content_terms
 
 EMBED_DIM = 384
@@ -361,7 +362,31 @@ class CorpusIndex:
 
     def sources(self) -> list[str]:
         """The source files of this state (from the lexical manifest: no scan)."""
-        return sorted(self.lexical.manifest)
+        return list(self.source_names)
+
+    @cached_property
+    def source_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.lexical.manifest))
+
+    @cached_property
+    def path_words(self) -> dict[str, frozenset[str]]:
+        """Each content word of the documents' paths ('libffi-manual/Types.html': libffi, manual,
+        types), with the documents whose path holds it; built once per state of the collection."""
+        found: dict[str, set[str]] = {}
+        for source in self.source_names:
+            for term in path_terms(source):
+                found.setdefault(term, set()).add(source)
+        return {t: frozenset(s) for t, s in found.items()}
+
+    @cached_property
+    def file_numbers(self) -> dict[str, frozenset[str]]:
+        """Each number a file name carries ('gpl-3.txt': 3), with the documents whose file names carry it."""
+        found: dict[str, set[str]] = {}
+        for source in self.source_names:
+            for ident in corpus_identifiers([Path(source).stem.replace("_", " ")]):
+                if re.fullmatch(r"\d+(?:\.\d+)*", ident):
+                    found.setdefault(ident, set()).add(source)
+        return {n: frozenset(s) for n, s in found.items()}
 
     def first_mentions(self, terms: Sequence[str], limit: int) -> list[str]:
         """For each document (up to `limit`), its first chunk holding all these content terms."""

@@ -81,17 +81,17 @@ def named_documents(query: Query, index) -> frozenset[str]:
     ('Is the Apache License 2.0 compatible with …?' and apache-2.0/apache-2.0.txt in a folder of
     licences), or by their file's name and version ('GPLv3' and gpl-3/gpl-3.txt); empty when it
     names none, or names every one."""
-    sources = index.sources()
-    if len(sources) < 2:
+    count = len(index.source_names)
+    if count < 2:
         return frozenset()
     named: set[str] = set()
     for term in {t for t in content_terms(query.focus) if re.search("[a-z]", t)}:  # '3' names no file
-        bearing = {s for s in sources if term in qtype.path_terms(s)}
-        if bearing and len(bearing) < len(sources) and index.stats.sources_of(term) <= bearing:
+        bearing = index.path_words.get(term)
+        if bearing and len(bearing) < count and index.stats.sources_of(term) <= bearing:
             named |= bearing
     for ident in qtype.identifiers(query.focus):
         named |= documents_named_by(ident, query, index)
-    return frozenset(named) if len(named) < len(sources) else frozenset()
+    return frozenset(named) if len(named) < count else frozenset()
 
 
 def documents_named_by(ident: str, query: Query, index) -> set[str]:
@@ -105,10 +105,7 @@ def documents_named_by(ident: str, query: Query, index) -> set[str]:
     letters, number = m.groups()
     # words, not numbers: '2.0' is in both mpl-2.0.txt and apache-2.0.txt
     words = {w for w in content_terms(query.focus) if re.search("[a-z]", w)} | ({letters} if letters else set())
-    return {
-        s for s in index.sources()
-        if number in qtype.corpus_identifiers([PurePosixPath(s).stem.replace("_", " ")]) and words & qtype.path_terms(s)
-    }
+    return {s for s in index.file_numbers.get(number, ()) if words & qtype.path_terms(s)}
 
 
 def _coverage(weights: dict[str, float], unit_terms, alts: dict[str, dict[str, float]]) -> float:
