@@ -125,14 +125,19 @@ def section_units(unit: Unit, index, near: Sequence[str] = ()) -> list[Unit]:
     return sorted(out.values(), key=lambda u: (u.start, u.end))
 
 
+def _placed(unit: Unit, index, near: Sequence[str] = ()) -> tuple[list[Unit], int | None]:
+    """The units of the unit's section (section_units) and the unit's place among them (None if absent)."""
+    units = section_units(unit, index, near)
+    return units, next((i for i, u in enumerate(units) if u.id == unit.id), None)
+
+
 def run_after(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> tuple[Unit | None, list[Unit]]:
     """The list, table rows or code a unit belongs to or leads into, in document order: its lead-in
     (a unit ending in ':' just before the run, if any) and up to `limit` members of the run.
 
     For an item or row, the run is the one it stands in, from its start; for any other unit, the
     items, rows or code that directly follow it in its section."""
-    units = section_units(unit, index, near)
-    pos = next((i for i, u in enumerate(units) if u.id == unit.id), None)
+    units, pos = _placed(unit, index, near)
     if pos is None:
         return None, []
     if unit.kind in ("item", "row"):
@@ -152,8 +157,7 @@ def run_after(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> tuple[
 
 def sentences_after(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> list[Unit]:
     """Up to `limit` sentences that directly follow a unit in its section, none itself a lead-in."""
-    units = section_units(unit, index, near)
-    pos = next((i for i, u in enumerate(units) if u.id == unit.id), None)
+    units, pos = _placed(unit, index, near)
     out: list[Unit] = []
     for u in units[pos + 1 :] if pos is not None else ():
         if u.kind != "sentence" or leads_in(u) or label_only(u) or len(out) >= limit:
@@ -166,8 +170,7 @@ def answer_after(unit: Unit, index, sentences: int, items: int, near: Sequence[s
     """What answers a question the text asks itself ('So, what types implement the Copy trait?'):
     up to `sentences` sentences after it in its section, and, when one of them leads in with ':',
     the list it leads into (up to `items`)."""
-    units = section_units(unit, index, near)
-    pos = next((i for i, u in enumerate(units) if u.id == unit.id), None)
+    units, pos = _placed(unit, index, near)
     out: list[Unit] = []
     for u in units[pos + 1 :] if pos is not None else ():
         if u.kind != "sentence" or label_only(u) or len(out) >= sentences:
@@ -187,8 +190,7 @@ def list_later(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> list[
     LIST_GAP more sentences, nothing but prose between), up to `limit` items: 'Several isolation
     mechanisms are available …' and, a paragraph later, '- SELinux and AppArmor …', '- Resource
     limits and cgroup controllers …'."""
-    units = section_units(unit, index, near)
-    pos = next((i for i, u in enumerate(units) if u.id == unit.id), None)
+    units, pos = _placed(unit, index, near)
     if pos is None or unit.kind != "sentence":
         return []
     for k, u in enumerate(units[pos + 1 :]):
