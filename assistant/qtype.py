@@ -106,12 +106,24 @@ _SCENE = re.compile(
 FALLBACK = {"version": "year"}
 
 
+# 'What can be used to cap how much CPU time … a process gets?' asks what, not how much: a 'how …'
+# inside a clause an earlier question word opens (not after a comma or an 'and': '…, how long do they
+# have …?', 'which options, and how many lines …?')
+_FIRST_ASKING = re.compile(r"\b(what|which|whom|whose|where|why|when|how)\b", re.I)
+_CLAUSE_START = re.compile(r"(?:^|[,;:—–(]|\b(?:and|or|but))\s*$", re.I)
+
+
 def expected_type(question: str) -> str | None:
     scene = _SCENE.match(question)
     if scene:
         question = question[scene.end():]
+    first = _FIRST_ASKING.search(question)
     for kind, pattern in _ASKS:
-        if pattern.search(question):
+        m = pattern.search(question)
+        if m and first and m.group(0).lower().startswith("how") and m.start() > first.start():
+            m = next((x for x in pattern.finditer(question)
+                      if not x.group(0).lower().startswith("how") or _CLAUSE_START.search(question[: x.start()])), None)
+        if m:
             return kind
     return None
 

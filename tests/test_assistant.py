@@ -82,6 +82,11 @@ def test_abstains_when_the_corpus_does_not_say(assistant, question):
         ("What is the email address of the harbour office?", "email"),
         ("Which form asks for my email address?", None),
         ("Which environment variable sets the gauge interval?", "variable"),
+        # a 'how many' inside the clause that 'what' opens is not what is asked
+        ("What can be used to cap how much memory a gauge process gets?", None),
+        ("Which gauges log tides, and how many readings do they keep?", "number"),
+        ("If someone who broke a gauge gets a warning, how long do they have to fix it?", "duration"),
+        ("I want to know how many gauges there are.", "number"),
     ],
 )
 def test_the_answer_type_a_question_asks_for(question, kind):
@@ -931,3 +936,22 @@ def test_which_sentences_define_what_a_question_asks_about(question, text, defin
     from assistant import qtype
 
     assert qtype.defines(question, text) is defines
+
+
+GOES_ON_DOC = """# Catalogs
+
+The tool reads catalogs to resolve external entities before it transforms a document.
+By default, the tool looks for the catalog named in the CATALOG_FILES variable. If that is not set, it
+uses /etc/xml/catalog. Catalog lookups are cached for the length of one run.
+"""
+
+
+def test_a_sentence_that_goes_on_from_the_answer_comes_along(tmp_path, embedder):
+    # 'If that is not set, …' says what the best sentence leaves open, though it repeats no question word
+    assistant = assistant_over(tmp_path, {"catalogs.md": GOES_ON_DOC}, embedder)
+    answer = assistant.ask("Where does the tool look for the catalog by default?")
+    assert not answer.abstained, answer.text
+    assert "CATALOG_FILES variable" in answer.text and "/etc/xml/catalog" in answer.text, answer.text
+    assert "cached" not in answer.text, answer.text
+    for c in answer.citations:
+        assert GOES_ON_DOC[c.start : c.end] == c.quote

@@ -280,6 +280,13 @@ def _spelt_in_heading(unit: Unit, question: str) -> bool:
 
 
 _POINTS_BACK = re.compile(r"^(he|she|it|they|his|her|its|their|this|these|those|such|the latter|the former)\b", re.I)
+# a sentence that goes on from the one before: 'This means that …', 'If that is not specified, …', 'To
+# avoid this, …', 'Otherwise, …'
+_GOES_ON = re.compile(
+    r"^(?:this|that|these|those|otherwise|instead|in that case|in this case"
+    r"|(?:if|when|unless|to avoid|to prevent|to change|to do|because of|despite|without|apart from)\s+(?:this|that|so|it)\b)\b",
+    re.I,
+)
 
 
 def _neighbour(unit: Unit, index, near: Sequence[str], step: int) -> Unit | None:
@@ -335,7 +342,8 @@ def with_sequel(chosen: list[Scored], scored: Sequence[Scored], query: Query, in
         weights = _idf_weights(query.focus.replace("_", " "), index)
         total = sum(weights.values())
         have, new = set(content_terms(top.text.replace("_", " "))), set(content_terms(nxt.text.replace("_", " ")))
-        if not total or sum(w for t, w in weights.items() if t in new and t not in have) < SEQUEL_SHARE * total:
+        adds = total and sum(w for t, w in weights.items() if t in new and t not in have) >= SEQUEL_SHARE * total
+        if not adds and not _GOES_ON.match(nxt.text.lstrip()):
             return chosen
         run = [nxt]
     found = {s.unit.id: s for s in scored}
