@@ -149,8 +149,13 @@ def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = fr
         return bool(PATTERNS["date"].search(text) or _CONDITION.search(text))
     if kind == "number":  # a year is not a count, a score or a duration
         text = _YEAR.sub(" ", text)
-        return bool(PATTERNS["number"].search(text) or PATTERNS["percent"].search(text) or PATTERNS["span"].search(text))
+        return bool(PATTERNS["number"].search(text) or PATTERNS["percent"].search(text) or PATTERNS["span"].search(text)
+                    or _COUNT_OF.search(text))
     return bool(PATTERNS[kind].search(text))
+
+
+# a count said by what it counts: 'Defaults to the number of logical CPUs.'
+_COUNT_OF = re.compile(r"\b(?:defaults? to|equal to|uses?|to|as many as|one per|one for each)\s+the\s+number\s+of\b", re.I)
 
 
 _LEADING_WORD = re.compile(r"^([a-z]+)-(?=\d)")

@@ -104,6 +104,9 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         # a year is not a count
         ("How many reviewers were chosen?", "Reviewers were chosen in April 2026.", False),
         ("How many reviewers were chosen?", "Three reviewers were chosen in April 2026.", True),
+        # a count said by what it counts, not a definition of a count
+        ("How many jobs run in parallel by default?", "Defaults to the number of logical CPUs.", True),
+        ("How many arguments can the function take?", "nargs is the number of arguments it accepts.", False),
         ("How much of the novel is set in the Bronx?", "About half of the action (1948) is set there.", True),
         ("When did RSP v2.4 come out?", "| v2.4 | August 2025 |", True),  # a date keeps its year
         # a count said as a range of names, a length without a number
