@@ -418,6 +418,21 @@ def _definition_pattern(question: str) -> re.Pattern | None:
     )
 
 
+@lru_cache(maxsize=256)
+def _naming_pattern(question: str) -> re.Pattern | None:
+    """'Being ready for unwinding is often referred to as exception safety …': a sentence that gives
+    the asked term as the name of what it describes."""
+    subject = _definition_subject(question)
+    if not subject:
+        return None
+    words = r"\s+".join(re.escape(w) for w in subject.split())
+    return re.compile(
+        rf"\b(?:is|are)\s+(?:\w+\s+){{0,2}}?(?:referred\s+to\s+as|called|known\s+as|termed)\s+(?:an?\s+|the\s+)?"
+        rf"[{_QUOTES}*_`]*{words}(?![\w-])",
+        re.IGNORECASE,
+    )
+
+
 def defined_subject(question: str) -> str:
     """What 'What is a dpkg trigger?' ('What does "Source Code Form" mean?', 'Define X') asks to be
     defined ('dpkg trigger'), or ''."""
@@ -426,9 +441,10 @@ def defined_subject(question: str) -> str:
 
 def defines(question: str, text: str) -> bool:
     """Does the text define what the question asks to be defined: 'What is a dpkg trigger?' and
-    'A dpkg trigger is a facility that …'; 'What does "License" mean?' and '"License" shall mean …'?"""
-    pattern = _definition_pattern(question)
-    return bool(pattern and pattern.match(text))
+    'A dpkg trigger is a facility that …'; 'What does "License" mean?' and '"License" shall mean …';
+    'What is exception safety?' and '… is often referred to as exception safety'?"""
+    pattern, naming = _definition_pattern(question), _naming_pattern(question)
+    return bool(pattern and pattern.match(text)) or bool(naming and naming.search(text))
 
 
 def names_term(heading: str, subject: str) -> bool:

@@ -933,6 +933,10 @@ def test_what_is_x_is_answered_where_the_document_first_says_what_x_is(tmp_path,
         ("What is a tide trigger?", "The storms tide trigger fires at the mark.", False),
         ("What is the default tab size of readline?", "The default is 8.", False),
         ("How is a tide trigger paused?", "A tide trigger is paused by the office.", False),  # not a definition asked
+        # the term given as the name of what the sentence describes
+        ("What is exception safety?", "Being ready for unwinding is often referred to as exception safety.", True),
+        ("What is a move?", "This is known as a move, not a shallow copy.", True),
+        ("What is a move?", "This is known as a movement.", False),
     ],
 )
 def test_which_sentences_define_what_a_question_asks_about(question, text, defines):
@@ -958,3 +962,25 @@ def test_a_sentence_that_goes_on_from_the_answer_comes_along(tmp_path, embedder)
     assert "cached" not in answer.text, answer.text
     for c in answer.citations:
         assert GOES_ON_DOC[c.start : c.end] == c.quote
+
+
+CLOSURE_DOC = """# The gauge API
+
+## Callbacks
+
+The gauge library also provides a way to write a generic handler that can accept and decode any reading.
+This can be useful when writing a logger, or to wrap other gauges.
+
+This facility is called the callback API. Callbacks are not supported on every gauge.
+"""
+
+
+def test_a_sentence_opening_its_paragraph_by_pointing_back_comes_with_what_it_points_to(tmp_path, embedder):
+    # 'This facility is called the callback API.': what 'this facility' is stands in the paragraph before
+    assistant = assistant_over(tmp_path, {"gauge.md": CLOSURE_DOC}, embedder)
+    answer = assistant.ask("What is the callback API?")
+    assert not answer.abstained, answer.text
+    assert "generic handler that can accept and decode any reading" in answer.text, answer.text
+    assert answer.text.index("generic handler") < answer.text.index("This facility is called"), answer.text
+    for c in answer.citations:
+        assert CLOSURE_DOC[c.start : c.end] == c.quote

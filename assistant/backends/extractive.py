@@ -250,13 +250,14 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
             yield prefix + lead.text.strip(), lead
             prefix = ""
         elif not run or unit not in run:
-            before = _antecedent(unit, index, near)
-            if before is not None and fresh(before):
-                covered.append(before)
-                yield prefix + before.text.strip(), before
-                prefix = ""
-            elif before is None and not prefix and unit.section and _POINTS_BACK.match(unit.text.lstrip()):
+            before, own = _antecedent(unit, index, near)
+            if not own and not prefix and unit.section and _POINTS_BACK.match(unit.text.lstrip()):
                 prefix = f"{unit.section[-1]}: "  # 'missing_docs: This lint is allowed by default.'
+            for u in before:
+                if fresh(u):
+                    covered.append(u)
+                    yield prefix + u.text.strip(), u
+                    prefix = ""
             covered.append(unit)
             yield prefix + render(unit, query), unit
             prefix = ""
@@ -289,8 +290,9 @@ _GOES_ON = re.compile(
 )
 
 
-def _neighbour(unit: Unit, index, near: Sequence[str], step: int) -> Unit | None:
-    """The sentence just before (step -1) or after (step 1) a sentence in the same paragraph."""
+def _neighbour(unit: Unit, index, near: Sequence[str], step: int, paragraphs: int = 1) -> Unit | None:
+    """The sentence just before (step -1) or after (step 1) a sentence in the same paragraph (or, with
+    paragraphs=2, across one paragraph break)."""
     if unit.kind != "sentence":
         return None
     units = section_units(unit, index, near)
@@ -303,15 +305,26 @@ def _neighbour(unit: Unit, index, near: Sequence[str], step: int) -> Unit | None
     if other.kind != "sentence" or other.chunk_id != unit.chunk_id or chunk is None or first.end > second.start:
         return None
     gap = chunk.text[first.end - chunk.start : second.start - chunk.start]
-    return other if not gap.strip() and gap.count("\n") < 2 else None
+    return other if not gap.strip() and gap.count("\n") < 2 * paragraphs else None
 
 
-def _antecedent(unit: Unit, index, near: Sequence[str]) -> Unit | None:
+def _antecedent(unit: Unit, index, near: Sequence[str]) -> tuple[list[Unit], bool]:
     """The sentence before a sentence that opens by pointing back ('He appointed …', 'This
-    stands …'), when both stand in the same paragraph: what 'he' or 'this' is."""
-    if unit.kind != "sentence" or not _POINTS_BACK.match(unit.text.lstrip()):
-        return None
-    return _neighbour(unit, index, near, -1)
+    stands …'): what 'he' or 'this' is. In the same paragraph, or the last of the paragraph before
+    when the sentence opens its own ('This facility is called the closure API.'); and the one before
+    that when it points back too. The flag says whether one was found in the sentence's own paragraph
+    (otherwise its heading may be what it points to: '`url.toJSON()`' over 'This method is …')."""
+    out: list[Unit] = []
+    own = False
+    while unit.kind == "sentence" and _POINTS_BACK.match(unit.text.lstrip()) and len(out) < 2:
+        before = _neighbour(unit, index, near, -1)
+        own = own or (before is not None and not out)
+        before = before or _neighbour(unit, index, near, -1, paragraphs=2)
+        if before is None or label_only(before):
+            break
+        out.insert(0, before)
+        unit = before
+    return out, own
 
 
 DEFINITION = 3  # sentences of the opening paragraph quoted for 'What does X do?'
