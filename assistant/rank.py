@@ -136,6 +136,8 @@ def score_units(
     top = [h.chunk.id for h in hits[: candidates * 2]]
     asked = []
     for ident in qtype.identifiers(query.focus) - index.file_identifiers:
+        if documents_named_by(ident, query, index):
+            continue  # 'the Apache License 2.0' says which document, not which of its units
         named_by_corpus, owners, count = index.identifiers.lookup(ident)
         if named_by_corpus and count:
             asked.append((ident, count))

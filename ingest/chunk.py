@@ -56,7 +56,10 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v27: HTML: a definition list of short keys with short values ('7' / 'Unsupported xsl:output
 #      method') is read as list items '7: Unsupported xsl:output method'
 # v28: a PDF's drawn list may also be lines that each end a sentence ('All the integer types, such as u32.')
-CHUNKER_VERSION = "28"
+# v29: plain text: a short line standing alone in the middle of the page is a heading ('TERMS AND
+#      CONDITIONS'), and so are numbered titles standing alone that number up one by one with text
+#      between them ('0. Definitions.'), under it; a rule line ('=====') between sections is dropped
+CHUNKER_VERSION = "29"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

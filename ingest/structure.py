@@ -114,6 +114,55 @@ def _underlined(lines: list[_Line], i: int, kind: str) -> int | None:
     return _UNDERLINE_LEVEL[m.group(1)[0]]
 
 
+# a plain text's rule between sections ('=====…' in Vim's help files)
+_RULE = re.compile(r"^[ \t]*(?:={10,}|-{10,}|\*{10,})[ \t]*$")
+# a plain text's numbered section title: '  0. Definitions.', '1. Undo and redo commands  *undo-commands*'
+_TEXT_NUMBERED = re.compile(r"^[ \t]*(\d{1,2})\.[ \t]+[\"“']?[A-Z]")
+_TAB = 8
+
+
+def _plain_headings(lines: list[_Line]) -> dict[int, str]:
+    """Line index -> 'centred' or 'numbered' for the headings a plain text marks by place alone:
+    a short line standing alone and set in the middle of the page ('TERMS AND CONDITIONS',
+    'Preamble'), and numbered titles standing alone that number up one by one, with text between them
+    ('0. Definitions.' … '17. Interpretation of Sections 15 and 16.'), not a list's items."""
+    def blankish(j: int) -> bool:
+        return j < 0 or j >= len(lines) or not lines[j].text.strip() or bool(_RULE.match(lines[j].text))
+
+    widths = sorted(len(line.text.expandtabs(_TAB).rstrip()) for line in lines if line.text.strip())
+    if not widths:
+        return {}
+    width = widths[int(0.9 * (len(widths) - 1))]
+    out: dict[int, str] = {}
+    numbered: list[tuple[int, int]] = []
+    for i, line in enumerate(lines):
+        text = line.text.expandtabs(_TAB).rstrip()
+        title = text.strip()
+        if not title or _RULE.match(text) or not (blankish(i - 1) and blankish(i + 1)):
+            continue
+        indent = len(text) - len(title)
+        words = len(title.split())
+        if (words <= MAX_HEADING_WORDS and indent >= 8 and title[-1] not in ".,;:"
+                and abs(2 * indent + len(title) - width) <= 0.25 * width):
+            out[i] = "centred"
+        elif (m := _TEXT_NUMBERED.match(text)) and words <= 10:
+            numbered.append((i, int(m.group(1))))
+    # the numbered titles: a run numbering up by one, each followed by text before the next
+    run: list[int] = []
+    best: list[int] = []
+    for k, (i, n) in enumerate(numbered):
+        prev = numbered[k - 1] if k else None
+        if prev and n == prev[1] + 1 and any(lines[j].text.strip() and not _RULE.match(lines[j].text) for j in range(prev[0] + 1, i)):
+            run.append(i)
+        else:
+            run = [i]
+        if len(run) > len(best):
+            best = list(run)
+    if len(best) >= 3:
+        out.update({i: "numbered" for i in best})
+    return out
+
+
 def _stands_alone(lines: list[_Line], i: int) -> bool:
     """Line i of a plain text is followed by a blank line, by nothing, or by lines indented deeper."""
     if i + 1 >= len(lines) or not lines[i + 1].text.strip():
@@ -144,6 +193,8 @@ def parse_blocks(text: str, kind: str = "markdown", marks: Mapping[int, str] | N
     # the level of each numbered heading so far, by number: '1.1. …' under an underlined
     # '1. Definitions' of level 2 is level 3
     levels: dict[tuple[int, ...], int] = {}
+    plain = {i: k for i, k in _plain_headings(lines).items() if i not in numbered} if kind == "text" else {}
+    above = 0  # the level of the last heading a plain text marked by place: its numbered titles go under it
 
     def flush_para() -> None:
         if para:
@@ -186,6 +237,20 @@ def parse_blocks(text: str, kind: str = "markdown", marks: Mapping[int, str] | N
             level = levels[parent] + len(number) - len(parent) if parent else numbered[i]
             levels[number] = level
             blocks.append(Block("heading", line.start, line.end, level, stripped))
+            i += 1
+            continue
+        if i in plain and not (i == 0 and not blocks and plain[i] == "centred"):
+            flush_para()
+            if plain[i] == "centred":
+                level = 2 if any(b.kind == "heading" for b in blocks) else 1
+                above = level
+            else:
+                level = above + 1
+            blocks.append(Block("heading", line.start, line.end, level, stripped))
+            i += 1
+            continue
+        if kind == "text" and _RULE.match(line.text):
+            flush_para()  # a rule between sections says nothing
             i += 1
             continue
         rest = _artefact_rest(lines, i)

@@ -119,6 +119,59 @@ def test_underlined_and_numbered_lines_of_a_plain_text_are_headings():
     assert not any(LICENCE[b.start : b.end].strip("=-\n") == "" for b in blocks)  # no underline is a block
 
 
+CENTRED = """                     HARBOUR GAUGE LICENCE
+                   Version 2, 9 March 2011
+
+  Everyone may copy this licence, but changing it is not allowed.
+
+                            Preamble
+
+  The gauges are shared so that every harbour can read its own tides.
+The terms below say how.
+
+                       TERMS AND CONDITIONS
+
+  0. Definitions.
+
+  "Gauge" means a tide gauge and its logs.
+
+  1. Copying.
+
+  You may copy a gauge's logs.
+
+  2. Selling.
+
+  You may sell a gauge, with its logs.
+
+==============================================================================
+                     END OF TERMS AND CONDITIONS
+
+Steps to follow:
+
+1. Read the gauge.
+
+2. Write it down.
+
+3. Send it in.
+"""
+
+
+def test_centred_lines_and_numbered_titles_of_a_plain_text_are_headings():
+    headings = [(b.level, b.title) for b in parse_blocks(CENTRED, "text") if b.kind == "heading"]
+    assert headings == [
+        (1, "HARBOUR GAUGE LICENCE"),
+        (2, "Preamble"),
+        (2, "TERMS AND CONDITIONS"),
+        (3, "0. Definitions."),  # numbered titles that number up, with text between them
+        (3, "1. Copying."),
+        (3, "2. Selling."),
+        (2, "END OF TERMS AND CONDITIONS"),
+    ]  # 'Version 2, …' runs on from the title; '1. Read the gauge.' … is a list, nothing between its items
+    blocks = parse_blocks(CENTRED, "text")
+    assert not any(set(CENTRED[b.start : b.end].strip()) == {"="} for b in blocks)  # the rule is no block
+    assert [b.kind for b in blocks[-3:]] == ["item", "item", "item"]
+
+
 def test_a_markdown_heading_may_be_underlined():
     text = "Intro text.\n\nInstalling\n----------\n\nRun the installer.\n\n- an item\n---\n"
     headings = [(b.level, b.title) for b in parse_blocks(text, "markdown") if b.kind == "heading"]
@@ -287,3 +340,22 @@ def test_a_top_heading_naming_its_file_is_the_document_not_a_section():
     assert qtype.section_asked(question, ("Libgauge",), "manuals/other.pdf") == 0
     assert qtype.section_asked(question, ("Libgauge",), "manuals/libgauge.pdf") is None
     assert qtype.section_asked("Summarise the Features.", ("Libgauge", "Features"), "manuals/libgauge.pdf") == 1
+
+
+def test_a_document_named_by_its_file_name_and_version_gives_its_units_no_identifier_bonus(tmp_path, embedder):
+    # 'the Gauge License 2.0' says which document; the unit answering is the one defining the term,
+    # not the boilerplate that repeats the licence's name and version
+    files = {
+        "gauge-2.0.txt": (
+            "Gauge License\nVersion 2.0, March 2004\n\n"
+            '   "Source" form shall mean the preferred form for making modifications to a gauge.\n\n'
+            '   "Object" form shall mean any form resulting from translating a Source form.\n\n'
+            "To apply the licence, attach this notice:\n\n"
+            '   Licensed under the Gauge License 2.0 (the "License"); the Source form of a gauge is under it.\n'
+        ),
+        "tide-1.1.txt": "Tide License\nVersion 1.1\n\nYou may read the tides of any harbour.\n",
+    }
+    shelf = assistant_over(tmp_path, files, embedder)
+    answer = shelf.ask('What does "Source" form mean in the Gauge License 2.0?')
+    assert not answer.abstained, answer.text
+    assert any(c.quote.startswith('"Source" form shall mean') for c in answer.citations), answer.text
