@@ -241,7 +241,7 @@ def _page_numbering(pages: list[str], need: float) -> set[tuple[str, int | None,
     return {(where, number, n) for (where, _), seen in offsets.items() if len(seen) >= need for number, n in seen}
 
 
-PDF_READING = "fonts4"  # our own reading of a PDF's fonts (below): part of its sha, so a change re-ingests
+PDF_READING = "fonts5"  # our own reading of a PDF's fonts (below): part of its sha, so a change re-ingests
 HEADING_SIZE = 1.15  # a line whose letters are all at least this times the body size is a heading
 MAX_HEADING_WORDS = 15
 PARA_GAP = 1.4  # a line this many times further below the one before than usual starts a paragraph
@@ -257,32 +257,94 @@ def _page_lines(page) -> tuple[str, list[tuple[str, dict[tuple[str, float], int]
     """A page's text (pypdf extract_text) and, for each of its lines, how many letters each
     (font, size) draws in it and the height on the page where its first letters are drawn; no
     lines when the pieces pypdf reports do not add up to its text."""
-    pieces: list[tuple[str, str, float, float]] = []
+    pieces: list[tuple[str, str, float, float, float]] = []
 
     def visit(text, cm, tm, font, size) -> None:
         name = str((font or {}).get("/BaseFont", "")).lstrip("/")
         y = float(tm[4]) * float(cm[1]) + float(tm[5]) * float(cm[3]) + float(cm[5]) if tm and cm else 0.0
-        pieces.append((text, name.split("+", 1)[-1], round(float(size or 0) * _scale(tm) * _scale(cm), 1), y))
+        x = float(tm[4]) * float(cm[0]) + float(tm[5]) * float(cm[2]) + float(cm[4]) if tm and cm else 0.0
+        pieces.append((text, name.split("+", 1)[-1], round(float(size or 0) * _scale(tm) * _scale(cm), 1), y, x))
 
     text = page.extract_text(visitor_text=visit) or ""
     if "".join(p[0] for p in pieces) != text:
         return text, []
     lines: list[tuple[str, dict[tuple[str, float], int], float | None]] = []
+    lefts: list[float | None] = []
     buf: list[str] = []
     styles: dict[tuple[str, float], int] = {}
     top: float | None = None
-    for piece, font, size, y in pieces:
+    left: float | None = None
+    for piece, font, size, y, x in pieces:
         for k, part in enumerate(piece.split("\n")):
             if k:
                 lines.append(("".join(buf), styles, top))
-                buf, styles, top = [], {}, None
+                lefts.append(left)
+                buf, styles, top, left = [], {}, None, None
             buf.append(part)
             letters = sum(not c.isspace() for c in part)
             if letters:
                 styles[(font, size)] = styles.get((font, size), 0) + letters
                 top = y if top is None else top
+                left = x if left is None else left
     lines.append(("".join(buf), styles, top))
+    lefts.append(left)
+    order = _reading_order(lines, lefts)
+    if order != list(range(len(lines))):
+        lines = [lines[i] for i in order]
+        text = "\n".join(line for line, _, _ in lines)
     return text, lines
+
+
+STRAY_SHARE = 0.25  # at most this share of a page's lines are put back in their place
+COLUMN_SLACK = 36.0  # points (half an inch) right of the text's usual left edge: still the same column
+
+
+def _reading_order(lines: list[tuple[str, dict, float | None]], lefts: list[float | None]) -> list[int]:
+    """The order to read a page's lines in. A browser's PDF draws some lines after the rest of the
+    page (the headings of a page printed by Chromium come at the end of its text): such a line, one
+    that goes back up the page out of the page's downward run, is put back where its height places
+    it, when it stands in the same column as that run and few lines do so (several columns read
+    column by column are left as they are). A line with no letters goes with the line before it."""
+    groups: list[list[int]] = []
+    for i, (line, _, top) in enumerate(lines):
+        if top is None or not line.strip() or not groups:
+            if groups:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+            continue
+        groups.append([i])
+    heads = [(g, lines[g[0]][2]) for g in groups if lines[g[0]][2] is not None and lines[g[0]][0].strip()]
+    if len(heads) < 3:
+        return list(range(len(lines)))
+    # the longest run down the page (heights not rising), by dynamic programming
+    n = len(heads)
+    best, prev = [1] * n, [-1] * n
+    for j in range(n):
+        for k in range(j):
+            if heads[k][1] >= heads[j][1] - 0.5 and best[k] + 1 > best[j]:
+                best[j], prev[j] = best[k] + 1, k
+    j = max(range(n), key=lambda k: best[k])
+    run: set[int] = set()
+    while j >= 0:
+        run.add(j)
+        j = prev[j]
+    edges = sorted(x for k in run if (x := lefts[heads[k][0][0]]) is not None)
+    edge = edges[len(edges) // 4] if edges else 0.0
+    # lines out of the run in its column are put back; others (another column, a button drawn at the
+    # page's edge) stay where they are
+    strays = [k for k in range(n) if k not in run and (lefts[heads[k][0][0]] or 0.0) <= edge + COLUMN_SLACK]
+    if not strays or len(strays) > STRAY_SHARE * n:
+        return list(range(len(lines)))
+    kept = sorted(set(range(n)) - set(strays))
+    placed = [(heads[k][0], heads[k][1], k in run) for k in kept]
+    for k in strays:
+        group, y = heads[k]
+        at = next((p for p, (_, below, ran) in enumerate(placed) if ran and below < y), len(placed))
+        placed.insert(at, (group, y, True))
+    order = [i for group, _, _ in placed for i in group]
+    rest = [i for i in range(len(lines)) if i not in set(order)]
+    return rest + order if rest else order
 
 
 def _paragraph_starts(lines: list[tuple[str, dict, float | None]]) -> set[int]:

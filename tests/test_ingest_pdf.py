@@ -434,3 +434,44 @@ def test_a_run_of_large_lines_is_a_figure_not_headings(tmp_path):
     doc = load_file(tmp_path / "memory.pdf", "memory.pdf")
     headings = [b.title for b in parse_blocks(doc.text, "pdf", dict(doc.layout)) if b.kind == "heading"]
     assert headings == ["Gauge memory"]
+
+
+def test_lines_drawn_out_of_order_are_read_in_place_but_columns_stay_whole(tmp_path):
+    """A browser's PDF draws a page's headings after its body text; each is read where its height
+    places it. Two columns, drawn one after the other, are still read column by column."""
+    from fpdf import FPDF
+
+    from ingest.structure import parse_blocks
+
+    pdf = FPDF()
+    pdf.add_page()
+    body = [(40, "The north gauge is read at six every morning by the harbour master."),
+            (48, "Its readings go to the port office before noon each day."),
+            (56, "A copy stays in the gauge house beside the north pier."),
+            (64, "The master signs each reading before it is sent."),
+            (88, "The south gauge is read at noon when the tide turns."),
+            (96, "Its readings are kept in the gauge house for a year."),
+            (104, "Storm readings are sent to the coast guard at once."),
+            (112, "The south gauge was rebuilt after the flood of 1953.")]
+    pdf.set_font("Helvetica", size=11)
+    for y, text in body:
+        pdf.set_xy(10, y)
+        pdf.cell(0, 6, text)
+    pdf.set_font("Helvetica", "B", 16)
+    for y, text in [(30, "North gauge"), (78, "South gauge")]:  # drawn last, placed above their text
+        pdf.set_xy(10, y)
+        pdf.cell(0, 8, text)
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    for x, lines in [(10, ["Left column one.", "Left column two.", "Left column three.", "Left column four."]),
+                     (110, ["Right column one.", "Right column two.", "Right column three.", "Right column four."])]:
+        for k, text in enumerate(lines):
+            pdf.set_xy(x, 30 + 8 * k)
+            pdf.cell(80, 6, text)
+    pdf.output(str(tmp_path / "gauges.pdf"))
+    doc = load_file(tmp_path / "gauges.pdf", "gauges.pdf")
+    text = doc.text
+    assert text.index("North gauge") < text.index("The north gauge") < text.index("South gauge") < text.index("The south gauge")
+    blocks = parse_blocks(text, "pdf", dict(doc.layout))
+    assert [b.title for b in blocks if b.kind == "heading"] == ["North gauge", "South gauge"]
+    assert text.index("Left column four.") < text.index("Right column one.")
