@@ -160,7 +160,8 @@ _COUNT_OF = re.compile(r"\b(?:defaults? to|equal to|uses?|to|as many as|one per|
 
 _LEADING_WORD = re.compile(r"^([a-z]+)-(?=\d)")
 _PLAIN_WORDS = {"in", "on", "at", "by", "since", "from", "to", "of", "for", "and", "or", "the", "until", "after",
-                "before", "during", "around", "about", "version", "ver", "level", "tier", "section", "item", "page"}
+                "before", "during", "around", "about", "version", "ver", "level", "tier", "section", "item", "page",
+                "paragraph", "clause", "subsection", "subclause"}
 
 
 def _canon(identifier: str) -> str:

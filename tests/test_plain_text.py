@@ -359,3 +359,16 @@ def test_a_document_named_by_its_file_name_and_version_gives_its_units_no_identi
     answer = shelf.ask('What does "Source" form mean in the Gauge License 2.0?')
     assert not answer.abstained, answer.text
     assert any(c.quote.startswith('"Source" form shall mean') for c in answer.citations), answer.text
+
+
+@pytest.mark.parametrize(
+    "question, unknown",
+    [
+        # a numbered paragraph or clause of the text, which the text never calls by that name
+        ("What may I do under Paragraph 3?", set()),
+        ("What does clause 12 allow?", set()),
+        ("What does Licence-4 allow?", {"licence-4"}),  # a name with a number the corpus never writes
+    ],
+)
+def test_a_numbered_paragraph_named_by_its_number_is_no_unknown_identifier(question, unknown):
+    assert qtype.unknown_identifiers(question, set()) == unknown
