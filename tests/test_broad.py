@@ -245,3 +245,30 @@ def test_which_questions_ask_about_a_whole_section(question, section, depth):
     from assistant.qtype import section_asked
 
     assert section_asked(question, section) == depth
+
+
+KIT_LICENCE = """# Gauge licence
+
+1. You may copy the gauge logs freely.
+2. You may charge a fee for copying the logs.
+3. You may lend a gauge to a neighbouring harbour.
+4. You may repair a gauge with parts of your own.
+5. You may paint a gauge in your harbour's colours.
+6. You may publish the readings of a gauge.
+7. You may move a gauge to another pier.
+8. You may sell the gauges in kit form, provided that you do one of the following:
+    a) ship the printed manual with each kit.
+    b) offer the manual as a free download.
+9. You may not rename the gauges.
+"""
+
+
+def test_a_broad_question_about_an_item_leading_into_sub_items_gets_those(tmp_path, embedder):
+    # 'How can I …?' is broad; its best unit is item 8, whose own list answers, not items 1-7 beside it
+    assistant = assistant_over(tmp_path, {"kit.md": KIT_LICENCE}, embedder)
+    answer = assistant.ask("How can I sell the gauges in kit form?")
+    assert not answer.abstained, answer.text
+    assert "ship the printed manual" in answer.text and "free download" in answer.text, answer.text
+    assert "copy the gauge logs" not in answer.text, answer.text
+    for c in answer.citations:
+        assert KIT_LICENCE[c.start : c.end] == c.quote

@@ -207,7 +207,8 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
         if not fresh(unit):
             continue  # already quoted as an item of a list above
         listed, items = with_list(unit, index)
-        if items and not broad:  # a lead-in and its items, quoted in one piece
+        if items and (not broad or unit.kind == "item"):  # a lead-in and its items, in one piece (a broad
+            # question asked of an item leading into sub-items gets those, not the items beside it)
             covered.append(listed)
             yield prefix + _with_items(unit, items), listed
             continue
