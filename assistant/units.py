@@ -26,7 +26,7 @@ def label_only(unit: Unit) -> bool:
     words = len(unit.text.split())
     if unit.text.rstrip().endswith(":") and words < 5:
         return True
-    if _links_only(unit.text):
+    if _links_only(unit.text) or _contents_entry(unit.text):
         return True
     if unit.kind == "sentence" and _title_like(unit.text):
         return True
@@ -40,6 +40,19 @@ _LINK = re.compile(r"\[[^\]\n]*\]\([^)\s]*\)|<?\b(?:https?|ftp)://[^\s>)]*>?")
 def _links_only(text: str) -> bool:
     """A list of links and nothing else ('[Node.js 19](https://…)'): it points elsewhere."""
     return bool(_LINK.search(text)) and not re.search(r"\w", _LINK.sub(" ", text))
+
+
+# a cross-reference in Vim's help: '|fold-methods|'
+_REFERENCE = re.compile(r"\|[^|\s]+\|")
+
+
+def _contents_entry(text: str) -> bool:
+    """An entry of a table of contents: a title and the reference to where it is, nothing else
+    ('Fold methods  |fold-methods|', '[Fold methods](#fold-methods)')."""
+    if not (_REFERENCE.search(text) or _LINK.search(text)):
+        return False
+    rest = _LINK.sub(" ", _REFERENCE.sub(" ", text)).strip()
+    return bool(rest) and len(rest.split()) <= 6 and not re.search(r"[.!?;:,]\W*$", rest)
 
 
 def _title_like(text: str) -> bool:

@@ -59,7 +59,9 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v29: plain text: a short line standing alone in the middle of the page is a heading ('TERMS AND
 #      CONDITIONS'), and so are numbered titles standing alone that number up one by one with text
 #      between them ('0. Definitions.'), under it; a rule line ('=====') between sections is dropped
-CHUNKER_VERSION = "29"
+# v30: plain text: a few words in capitals standing alone at the start of a line are a heading
+#      (Vim's 'MANUAL  *fold-manual*'), under the numbered title before them
+CHUNKER_VERSION = "30"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

@@ -119,13 +119,18 @@ _RULE = re.compile(r"^[ \t]*(?:={10,}|-{10,}|\*{10,})[ \t]*$")
 # a plain text's numbered section title: '  0. Definitions.', '1. Undo and redo commands  *undo-commands*'
 _TEXT_NUMBERED = re.compile(r"^[ \t]*(\d{1,2})\.[ \t]+[\"“']?[A-Z]")
 _TAB = 8
+# a title in capitals at the line's start ('MANUAL', 'SEE ALSO'), and the tags Vim's help puts after a
+# title ('*fold-manual*')
+_CAPS_TITLE = re.compile(r"[A-Z][A-Z0-9 &/-]*[A-Z0-9]")
+_TAGS = re.compile(r"(?:\s+\*[^*\s]+\*)+\s*$")
 
 
 def _plain_headings(lines: list[_Line]) -> dict[int, str]:
-    """Line index -> 'centred' or 'numbered' for the headings a plain text marks by place alone:
-    a short line standing alone and set in the middle of the page ('TERMS AND CONDITIONS',
-    'Preamble'), and numbered titles standing alone that number up one by one, with text between them
-    ('0. Definitions.' … '17. Interpretation of Sections 15 and 16.'), not a list's items."""
+    """Line index -> 'centred', 'numbered' or 'capitals' for the headings a plain text marks by place
+    alone: a short line standing alone and set in the middle of the page ('TERMS AND CONDITIONS',
+    'Preamble'); numbered titles standing alone that number up one by one, with text between them
+    ('0. Definitions.' … '17. Interpretation of Sections 15 and 16.'), not a list's items; and a few
+    words in capitals standing alone at the start of the line ('MANUAL  *fold-manual*')."""
     def blankish(j: int) -> bool:
         return j < 0 or j >= len(lines) or not lines[j].text.strip() or bool(_RULE.match(lines[j].text))
 
@@ -142,9 +147,12 @@ def _plain_headings(lines: list[_Line]) -> dict[int, str]:
             continue
         indent = len(text) - len(title)
         words = len(title.split())
+        bare = _TAGS.sub("", title)
         if (words <= MAX_HEADING_WORDS and indent >= 8 and title[-1] not in ".,;:"
                 and abs(2 * indent + len(title) - width) <= 0.25 * width):
             out[i] = "centred"
+        elif indent == 0 and _CAPS_TITLE.fullmatch(bare) and len(bare.split()) <= 6 and bare.upper() == bare:
+            out[i] = "capitals"
         elif (m := _TEXT_NUMBERED.match(text)) and words <= 10:
             numbered.append((i, int(m.group(1))))
     # the numbered titles: a run numbering up by one, each followed by text before the next
@@ -195,6 +203,7 @@ def parse_blocks(text: str, kind: str = "markdown", marks: Mapping[int, str] | N
     levels: dict[tuple[int, ...], int] = {}
     plain = {i: k for i, k in _plain_headings(lines).items() if i not in numbered} if kind == "text" else {}
     above = 0  # the level of the last heading a plain text marked by place: its numbered titles go under it
+    numbered_level = 0  # the level of the last numbered title under it: titles in capitals go under that
 
     def flush_para() -> None:
         if para:
@@ -243,9 +252,11 @@ def parse_blocks(text: str, kind: str = "markdown", marks: Mapping[int, str] | N
             flush_para()
             if plain[i] == "centred":
                 level = 2 if any(b.kind == "heading" for b in blocks) else 1
-                above = level
-            else:
-                level = above + 1
+                above, numbered_level = level, 0
+            elif plain[i] == "numbered":
+                level = numbered_level = above + 1
+            else:  # capitals: under the numbered title before them, if any
+                level = (numbered_level or above) + 1
             blocks.append(Block("heading", line.start, line.end, level, stripped))
             i += 1
             continue

@@ -372,3 +372,50 @@ def test_a_document_named_by_its_file_name_and_version_gives_its_units_no_identi
 )
 def test_a_numbered_paragraph_named_by_its_number_is_no_unknown_identifier(question, unknown):
     assert qtype.unknown_identifiers(question, set()) == unknown
+
+
+HELP = """*gauge.txt*	For Gauge version 2.
+
+1. Reading gauges	|gauge-reading|
+2. Gauge logs		|gauge-logs|
+3. Repairs		|gauge-repairs|
+
+==============================================================================
+1. Reading gauges					*gauge-reading*
+
+There are two ways to read a gauge.
+
+BY HAND							*gauge-hand*
+
+The harbour master reads the gauge at six every morning.
+
+BY WIRE							*gauge-wire*
+
+The wired gauge sends its reading every hour.
+
+==============================================================================
+2. Gauge logs						*gauge-logs*
+
+The logs are kept for a year in the gauge house.
+
+==============================================================================
+3. Repairs						*gauge-repairs*
+
+A broken gauge is sent to the workshop.
+"""
+
+
+def test_a_help_file_in_capitals_and_its_contents_list():
+    """Vim's help files: numbered titles after a rule, titles in capitals under them, tags at the
+    right; the list of contents at the top says nothing an answer could quote."""
+    from assistant.units import label_only
+    from ingest.records import Unit
+
+    def unit(text: str, kind: str = "item") -> Unit:
+        return Unit("u", "c", "gauge.txt", (), kind, 0, len(text), text)
+
+    headings = [(b.level, b.title.split("\t")[0]) for b in parse_blocks(HELP, "text") if b.kind == "heading"]
+    assert headings == [(1, "1. Reading gauges"), (2, "BY HAND"), (2, "BY WIRE"), (1, "2. Gauge logs"), (1, "3. Repairs")]
+    assert label_only(unit("Reading gauges\t|gauge-reading|"))
+    assert label_only(unit("[Reading gauges](#reading-gauges)"))
+    assert not label_only(unit("The master reads the gauge at six, as |gauge-reading| says.", "sentence"))
