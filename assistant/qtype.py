@@ -264,7 +264,8 @@ def _heading_words(heading: str) -> list[str]:
         return []
     words = _IDENT_CHARS.sub(" ", re.sub(r"\(.*?\)", " ", name)).lower().split()
     if words and words[0].startswith("-"):  # '--target triple', '-j N, --jobs N': the flags, not their arguments
-        words = [w.rstrip(",") for w in words if w.startswith("-")]
+        # ('--separate-recs=<level> [default: 2]' is the flag --separate-recs)
+        words = [re.sub(r"=.*$", "", w.rstrip(",")) for w in words if w.startswith("-")]
     return words if len(words) <= 5 else []
 
 

@@ -247,6 +247,9 @@ def test_an_option_asked_about_with_its_commands_name_is_answered_by_its_section
         ("-j N, --jobs N", "What does --jobs do?", True),  # either spelling
         ("-j N, --jobs N", "What does -j do?", True),
         ("--target-dir directory", "What does --target do?", False),
+        # an '=' and what follows is the flag's value, and '[default: 2]' says what it is by default
+        ("--separate-recs=<level> [default: 2]", "What is the default for --separate-recs?", True),
+        ("--separate-recs=<level> [default: 2]", "What is the default for --separate?", False),
     ],
 )
 def test_a_flag_heading_is_named_by_its_flag(heading, question, named):
