@@ -138,9 +138,19 @@ def section_units(unit: Unit, index, near: Sequence[str] = ()) -> list[Unit]:
     return sorted(out.values(), key=lambda u: (u.start, u.end))
 
 
+FOLLOW_WINDOW = 2_000  # characters past the end of a unit's chunk where the chunks that go on from it start
+
+
 def _placed(unit: Unit, index, near: Sequence[str] = ()) -> tuple[list[Unit], int | None]:
-    """The units of the unit's section (section_units) and the unit's place among them (None if absent)."""
-    units = section_units(unit, index, near)
+    """The units of the unit's section (section_units) and the unit's place among them (None if
+    absent). What follows the unit may lie in the next chunk, retrieved or not ('Here are some of the
+    features Ninja adds to Make.' and the list, a chunk later): the chunks that start within
+    FOLLOW_WINDOW of its chunk's end join."""
+    chunk = index.chunks.get(unit.chunk_id)
+    following = []
+    if chunk is not None:
+        following = index.store.chunk_ids_after(unit.source, chunk.start + 1, chunk.end - chunk.start + FOLLOW_WINDOW)
+    units = section_units(unit, index, [*near, *following])
     return units, next((i for i, u in enumerate(units) if u.id == unit.id), None)
 
 

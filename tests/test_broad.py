@@ -272,3 +272,22 @@ def test_a_broad_question_about_an_item_leading_into_sub_items_gets_those(tmp_pa
     assert "copy the gauge logs" not in answer.text, answer.text
     for c in answer.citations:
         assert KIT_LICENCE[c.start : c.end] == c.quote
+
+
+def test_the_list_a_sentence_leads_to_is_found_in_the_next_chunk(tmp_path, embedder):
+    """A chunk may end just after the sentence announcing a list; the list, in the next chunk, is
+    still what the sentence leads to, whether or not that chunk was retrieved."""
+    from assistant.records import Query
+    from assistant.units import list_later
+
+    # eight sentences before it: the chunk ends after the announcing paragraph, the list starts the next
+    filler = " ".join(f"The tide gauge on pier {n} was painted green in the spring of that year." for n in range(1, 9))
+    doc = (f"# Gauges\n\n## Features\n\n{filler}\n\nHere are some of the features the new gauge adds. "
+           "(They could be added by hand, but they are not part of an old gauge.)\n\n"
+           "- It records the tide every minute.\n- It sends its readings by wire.\n- It warns of storms.\n")
+    assistant = assistant_over(tmp_path, {"gauges.md": doc}, embedder)
+    _, scored, index = assistant.retrieve(Query("Summarise the features the new gauge adds."))
+    unit = next(s.unit for s in scored if s.unit.text.startswith("Here are some of the features"))
+    assert not any("records the tide" in u.text for u in index.arena.load([unit.chunk_id])[unit.chunk_id].units)
+    items = [u.text for u in list_later(unit, index, 8, near=())]
+    assert items[:3] == ["It records the tide every minute.", "It sends its readings by wire.", "It warns of storms."]
