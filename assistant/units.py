@@ -192,16 +192,16 @@ def sentences_after(unit: Unit, index, limit: int, near: Sequence[str] = ()) -> 
 def answer_after(unit: Unit, index, sentences: int, items: int, near: Sequence[str] = ()) -> list[Unit]:
     """What answers a question the text asks itself ('So, what types implement the Copy trait?'):
     up to `sentences` sentences after it in its section, and, when one of them leads in with ':',
-    the list it leads into (up to `items`)."""
+    the list or rows it leads into (up to `items`; a short lead-in, 'The current tools are:', too)."""
     units, pos = _placed(unit, index, near)
     out: list[Unit] = []
     for u in units[pos + 1 :] if pos is not None else ():
-        if u.kind != "sentence" or label_only(u) or len(out) >= sentences:
+        if u.kind != "sentence" or label_only(u) and not leads_in(u) or len(out) >= sentences:
             break
         out.append(u)
         if leads_in(u):
             _, run = run_after(u, index, items, near)
-            return out + [v for v in run if v.kind == "item"]
+            return out + [v for v in run if v.kind in ("item", "row")]
     return out
 
 

@@ -61,7 +61,8 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 #      between them ('0. Definitions.'), under it; a rule line ('=====') between sections is dropped
 # v30: plain text: a few words in capitals standing alone at the start of a line are a heading
 #      (Vim's 'MANUAL  *fold-manual*'), under the numbered title before them
-CHUNKER_VERSION = "30"
+# v31: HTML: a table's first row is its header only when the table marks it (<thead>, or all <th>)
+CHUNKER_VERSION = "31"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

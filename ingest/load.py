@@ -652,8 +652,13 @@ def html_to_text(html: str) -> str:
                 if cells:
                     rows.append("| " + " | ".join(cells) + " |")
             if rows:
-                width = rows[0].count("|") - 1
-                rows.insert(1, "|" + "---|" * width)
+                # a header row only when the table marks one (a <thead>, or a first row all <th>): a
+                # list laid out as a table ('query' / 'dump the inputs …') has none
+                first = el.find("tr")
+                cells = [c for c in first.find_all(["th", "td"]) if c.get_text(strip=True)] if first else []
+                if el.find("thead") or (cells and all(c.name == "th" for c in cells)):
+                    width = rows[0].count("|") - 1
+                    rows.insert(1, "|" + "---|" * width)
                 out.append("\n".join(rows))
         elif name == "li":
             text = _clean(_flat_text(el))

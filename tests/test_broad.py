@@ -291,3 +291,18 @@ def test_the_list_a_sentence_leads_to_is_found_in_the_next_chunk(tmp_path, embed
     assert not any("records the tide" in u.text for u in index.arena.load([unit.chunk_id])[unit.chunk_id].units)
     items = [u.text for u in list_later(unit, index, 8, near=())]
     assert items[:3] == ["It records the tide every minute.", "It sends its readings by wire.", "It warns of storms."]
+
+
+def test_a_plural_question_gets_the_list_a_short_lead_in_after_the_best_sentence_announces(tmp_path, embedder):
+    # 'What tools can …?' asks for a list; the sentence about the tools is followed by 'The current
+    # tools are:' and the list
+    doc = ("# Gauge\n\n## Extra tools\n\nThe -t flag of the gauge command runs some tools that the harbour crew "
+           "found useful. The current tools are:\n\n- tides: print the tide table.\n- storms: list the storm warnings.\n"
+           "- wires: test the gauge's wires.\n")
+    assistant = assistant_over(tmp_path, {"gauge.md": doc}, embedder)
+    answer = assistant.ask("What tools can be run with the -t flag?")
+    assert not answer.abstained, answer.text
+    for tool in ("print the tide table", "list the storm warnings", "test the gauge's wires"):
+        assert tool in answer.text, answer.text
+    for c in answer.citations:
+        assert doc[c.start : c.end] == c.quote

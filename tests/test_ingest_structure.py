@@ -744,3 +744,20 @@ def test_code_fence_closes_only_on_a_matching_fence():
         ("paragraph", "After."),
         ("paragraph", "```js`x\nnot a fence"),
     ]
+
+
+@pytest.mark.parametrize(
+    "table, header",
+    [
+        ("<tr><th>Station</th><th>Reading</th></tr><tr><td>North</td><td>12 mm</td></tr>", True),
+        ("<thead><tr><td>Station</td><td>Reading</td></tr></thead><tr><td>North</td><td>12 mm</td></tr>", True),
+        ("<tr><td></td><th>Entry</th><td> </td><th>Section</th></tr><tr><td></td><td>a</td><td></td><td>1</td></tr>", True),
+        # a list laid out as a table (AsciiDoc's horizontal lists): no row heads the others
+        ("<tr><td><code>query</code></td><td>dump a target</td></tr><tr><td><code>browse</code></td><td>browse the graph</td></tr>", False),
+    ],
+)
+def test_an_html_tables_first_row_is_its_header_only_when_marked(table, header):
+    text = html_to_text(f"<html><body><p>The tools are:</p><table>{table}</table></body></html>")
+    blocks = [b for b in parse_blocks(text, "html") if b.kind == "table"]
+    assert len(blocks) == 1
+    assert (blocks[0].header_end > 0) is header, text

@@ -153,7 +153,7 @@ FOLLOWING = 3  # sentences quoted after a lead-in that no list follows
 # list; when the best unit stands in one (or leads into one), the list is quoted
 PLURAL = re.compile(
     r"^\s*(?:(?:who|what)\s+(?:are|were)\s+(?:the\s+)?(?:[\w-]+\s+){0,3}?[\w-]+s\b"
-    r"|which\s+(?:[\w-]+\s+){0,2}?[\w-]+s\s+(?:are|were|does|do|did|is|was|have|has)\b)"
+    r"|(?:which|what)\s+(?:[\w-]+\s+){0,2}?[\w-]+s\s+(?:are|were|does|do|did|is|was|have|has|can|could|may|might|must|should|will)\b)"
     r"|\b(?:include|includes|consist\s+of|consists\s+of|comprise|comprises)\s*\??\s*$",
     re.IGNORECASE,
 )
@@ -223,7 +223,10 @@ def _segments(chosen: Sequence[Scored], query: Query, index, near: Sequence[str]
             # 'There are three supported hook types …' just before the list of them
             lead, run = run_after(unit, index, MAX_LIST_QUOTED, near)
             if not run or run[0].kind != "item":
-                lead, run = None, []
+                # or a sentence later, after its own lead-in ('… runs some tools …' then 'The
+                # current tools are:' and the list)
+                later = answer_after(unit, index, 1, MAX_LIST_QUOTED, near)
+                lead, run = None, (later if len(later) > 1 and later[-1].kind in ("item", "row") else [])
         if unit.kind == "sentence" and unit.text.rstrip().endswith("?") and not run:
             # 'So, what types implement the Copy trait?' asks; what follows it answers
             run = answer_after(unit, index, FOLLOWING, MAX_LIST_QUOTED, near)
