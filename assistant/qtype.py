@@ -372,6 +372,8 @@ def path_terms(source: str) -> frozenset[str]:
 # what may follow the term without being part of it: 'in the Apache License 2.0', ', as described in
 # the chapter'
 _QUALIFIER = r"(?:\s*,?\s+(?:in|under|within|according\s+to|as\s+(?:described|defined|used)\s+in)\b[^?]*)?"
+_QUALIFIED = re.compile(r"(?P<q>\s*,?\s+(?:in|under|within|according\s+to|as\s+(?:described|defined|used)\s+in)\b[^?]*)\s*[?.]?\s*$",
+                        re.IGNORECASE)
 _DEFINE_ASKED = re.compile(
     r"^\s*(?:(?:in|under|according\s+to)\b[^,?]{1,60},\s*)?"  # 'Under the MPL, what …'
     r"(?:what\s+(?:is|are)\s+(?:an?\s+|the\s+)?(?P<is>[^?,]{2,60}?)"
@@ -433,6 +435,15 @@ def _naming_pattern(question: str) -> re.Pattern | None:
         rf"[{_QUOTES}*_`]*{words}(?![\w-])",
         re.IGNORECASE,
     )
+
+
+def qualifier(question: str) -> str:
+    """What a question asking for a definition adds after the term to say where ('in Callgrind's
+    call graph' in 'What is a cycle in Callgrind's call graph?'), or ''. It picks the document; the
+    answer need not repeat it."""
+    subject = _definition_subject(question)
+    m = _QUALIFIED.search(question) if subject else None
+    return m.group("q").strip() if m and subject.lower() not in m.group("q").lower() else ""
 
 
 def defined_subject(question: str) -> str:

@@ -31,6 +31,7 @@ W_IDENTIFIER = 0.25
 # and, in decide, in confidence
 W_ELSEWHERE = 0.2
 CONTEXT_WEIGHT = 0.5  # earlier turns count half as much as the question asked
+QUALIFIER_WEIGHT = 0.5  # the words that say where a term asked to be defined is used, in a unit's coverage
 FIRST_MENTIONS = 4  # 'What is X?': the first chunk of this many documents that speak of X competes too
 
 
@@ -163,6 +164,14 @@ def score_units(
         return []
     dense = np.concatenate(vecs) @ qvec
     weights, total = _weighted_terms(query, index.stats)
+    if where := qtype.qualifier(query.focus):
+        # 'What is a cycle in Callgrind's call graph?': the unit that says what a cycle is need not
+        # say 'Callgrind' or 'call graph' (retrieval used them to find the place)
+        kept = set(content_terms(qtype.defined_subject(query.focus)))
+        for t in set(content_terms(where)) - kept:
+            if t in weights:
+                total -= weights[t] * (1 - QUALIFIER_WEIGHT)
+                weights[t] *= QUALIFIER_WEIGHT
     alts = synonyms.expansions(query.focus, index.stats.known)
     lexical = np.asarray([_coverage(weights, ts, alts) / total for ts in terms], dtype=np.float32)
     np.minimum(lexical, 1.0, out=lexical)

@@ -422,3 +422,21 @@ def test_a_help_file_in_capitals_and_its_contents_list():
     assert label_only(unit("Reading gauges\t|gauge-reading|"))
     assert label_only(unit("[Reading gauges](#reading-gauges)"))
     assert not label_only(unit("The master reads the gauge at six, as |gauge-reading| says.", "sentence"))
+
+
+def test_the_words_saying_where_a_term_is_used_need_not_be_in_its_definition(tmp_path, embedder):
+    """'in the Gauge License 2.0' picks the document; the sentence defining "Source" form comes first,
+    before one that repeats the licence's name."""
+    assert qtype.qualifier('What does "Source" form mean in the Gauge License 2.0?') == "in the Gauge License 2.0"
+    assert qtype.qualifier("What is a cycle?") == ""
+    files = {
+        "gauge-2.0.txt": (
+            "Gauge License\nVersion 2.0, March 2004\n\n"
+            '   "Source" form shall mean the preferred form for making modifications to a gauge.\n\n'
+            '   Licensed under the Gauge License 2.0 (the "License"); the Source form of a gauge is under it.\n'
+        ),
+        "tide-1.1.txt": "Tide License\nVersion 1.1\n\nYou may read the tides of any harbour.\n",
+    }
+    shelf = assistant_over(tmp_path, files, embedder)
+    answer = shelf.ask('What does "Source" form mean in the Gauge License 2.0?')
+    assert answer.citations[0].quote.startswith('"Source" form shall mean'), answer.text
