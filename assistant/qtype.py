@@ -279,7 +279,8 @@ def heading_named(heading: str, question: str) -> bool:
     asked = _asked_words(question)
     said = [w in asked or w.rstrip(".,:;") in asked for w in words]
     if words and all(w.startswith("-") for w in words):  # '-j N, --jobs N': either spelling names it
-        return any(said)
+        # and a long flag by its name alone ('the default threshold' and '--threshold=<0--100>')
+        return any(said) or any(w.startswith("--") and w[2:] in asked for w in words if len(w) > 5)
     return bool(words) and all(said)
 
 

@@ -250,6 +250,9 @@ def test_an_option_asked_about_with_its_commands_name_is_answered_by_its_section
         # an '=' and what follows is the flag's value, and '[default: 2]' says what it is by default
         ("--separate-recs=<level> [default: 2]", "What is the default for --separate-recs?", True),
         ("--separate-recs=<level> [default: 2]", "What is the default for --separate?", False),
+        # a long flag by its name alone
+        ("--threshold=<0--100> [default: 99%]", "What is the default threshold used by annotate?", True),
+        ("-t <n>", "What is t used for?", False),
     ],
 )
 def test_a_flag_heading_is_named_by_its_flag(heading, question, named):
