@@ -62,7 +62,8 @@ from .structure import code_body, line_spans, parse_blocks, sections, table_row_
 # v30: plain text: a few words in capitals standing alone at the start of a line are a heading
 #      (Vim's 'MANUAL  *fold-manual*'), under the numbered title before them
 # v31: HTML: a table's first row is its header only when the table marks it (<thead>, or all <th>)
-CHUNKER_VERSION = "31"
+# v32: three or more numbered titles on consecutive lines are a table of contents, not headings
+CHUNKER_VERSION = "32"
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
 
 TokenCounter = Callable[[str], int]

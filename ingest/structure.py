@@ -72,6 +72,9 @@ _UNDERLINE_LEVEL = {"=": 1, "-": 2, "~": 3}
 MAX_HEADING_WORDS = 12
 
 
+TOC_RUN = 3  # this many numbered titles in a row, with no text between, are a table of contents
+
+
 def _pdf_headings(lines: list[_Line]) -> dict[int, int]:
     """Line index -> level of the numbered section headings of a PDF's text. '2.1. Title' is one
     (level 2) within chapter 2; '2. Title' (level 1) only when the next numbered line is its first
@@ -83,6 +86,16 @@ def _pdf_headings(lines: list[_Line]) -> dict[int, int]:
         # a title in words: mixed case or all capitals ('2 CARD16 MAJOR_VERSION 1' is a table line)
         if m and len(title.split()) <= MAX_HEADING_WORDS and (re.search(r"[a-z]", title) or re.fullmatch(r"[A-Z][A-Z &-]+", title)):
             found[i] = tuple(int(n) for n in m.group(1).split("."))
+    # a table of contents: TOC_RUN or more numbered titles on consecutive lines, no text between
+    run: list[int] = []
+    for i in sorted(found) + [-2]:
+        if run and i == run[-1] + 1:
+            run.append(i)
+            continue
+        if len(run) >= TOC_RUN:
+            for j in run:
+                del found[j]
+        run = [i]
     order = sorted(found.items())
     out: dict[int, int] = {}
     top = None  # the chapter number in force

@@ -351,6 +351,21 @@ def test_numbered_section_headings_of_a_pdf_are_headings_and_a_numbered_list_sta
     assert items[:2] == ["1. Close the valve.", "2. Drain the tank."]
 
 
+def test_a_table_of_contents_is_not_read_as_headings():
+    from ingest.structure import parse_blocks
+
+    text = (
+        "Table of Contents\n1 Pumps\n1.1 Scope\n1.2 Installation\n2 Reporting bugs\nNext: Pumps, Up: Top\n"
+        "1 Pumps\nThe pumps move water.\n1.1 Scope\nThis guide covers the pumps.\n1.2 Installation\n"
+        "Close the valve first.\n2 Reporting bugs\nMail the office.\n"
+    )
+    headings = [(b.level, b.start) for b in parse_blocks(text, "pdf") if b.kind == "heading"]
+    toc_end = text.index("The pumps")
+    # '2 Reporting bugs' has no section under it: a numbered line like a list's, as before
+    assert [level for level, _ in headings] == [1, 2, 2], headings
+    assert all(start >= toc_end - len("1 Pumps\n") for _, start in headings), headings
+
+
 def test_a_running_header_with_the_page_number_is_dropped_though_its_chapter_changes():
     from ingest.load import _without_running_lines
 
