@@ -443,8 +443,11 @@ def qualifier(question: str) -> str:
     call graph' in 'What is a cycle in Callgrind's call graph?'), or ''. It picks the document; the
     answer need not repeat it."""
     subject = _definition_subject(question)
-    m = _QUALIFIED.search(question) if subject else None
-    return m.group("q").strip() if m and subject.lower() not in m.group("q").lower() else ""
+    m = _QUALIFIED.search(question) if subject and not re.match(r"(?:name|number|date|year)\b", subject, re.I) else None
+    if not m or subject.lower() in m.group("q").lower():
+        return ""
+    # a place, not a time: 'in 1564' in 'What is the name of the French colony established in 1564?' is asked
+    return m.group("q").strip() if any(re.search("[a-z]", t) for t in content_terms(m.group("q"))) else ""
 
 
 def defined_subject(question: str) -> str:

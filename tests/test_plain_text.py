@@ -432,6 +432,9 @@ def test_the_words_saying_where_a_term_is_used_need_not_be_in_its_definition(tmp
     before one that repeats the licence's name."""
     assert qtype.qualifier('What does "Source" form mean in the Gauge License 2.0?') == "in the Gauge License 2.0"
     assert qtype.qualifier("What is a cycle?") == ""
+    # a name asked for, and a year, are what the question asks about, not where
+    assert qtype.qualifier("What is the name of the French colony established in 1564?") == ""
+    assert qtype.qualifier("What is the colony in 1564?") == ""
     files = {
         "gauge-2.0.txt": (
             "Gauge License\nVersion 2.0, March 2004\n\n"
