@@ -40,9 +40,9 @@ browser: ## Debian's chromium for the browser tests
 ingest: install ## build or update the Chroma collection from corpus/
 	$(PY) -m ingest
 
-EVAL_SETS ?= rsp nodejs docs docs2
+EVAL_SETS ?= rsp nodejs docs docs2 docs3 docs4
 
-eval: install ## run the eval sets (rsp, nodejs, docs, docs2), each in its own store under data/evals/; write evals/reports/SET/; fail below each set's thresholds.json
+eval: install ## run the eval sets (rsp, nodejs, docs, docs2, docs3, docs4), each in its own store under data/evals/; write evals/reports/SET/; fail below each set's thresholds.json
 	$(PY) -m evals $(foreach s,$(EVAL_SETS),--set $(s))
 
 calibrate: install ## fit the abstention threshold on each eval set (2-fold CV printed); CALIBRATE_FLAGS=--write stores it in that set's collection
