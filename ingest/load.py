@@ -254,9 +254,9 @@ def _scale(m) -> float:
 
 
 def _page_lines(page) -> tuple[str, list[tuple[str, dict[tuple[str, float], int], float | None]]]:
-    """A page's text (pypdf extract_text) and, for each of its lines, how many letters each
-    (font, size) draws in it and the height on the page where its first letters are drawn; no
-    lines when the pieces pypdf reports do not add up to its text."""
+    """A page's text (pypdf extract_text, its lines in reading order: _reading_order) and, for each
+    of its lines, how many letters each (font, size) draws in it and the height on the page where its
+    first letters are drawn; no lines when the pieces pypdf reports do not add up to its text."""
     pieces: list[tuple[str, str, float, float, float]] = []
 
     def visit(text, cm, tm, font, size) -> None:

@@ -348,20 +348,22 @@ def test_a_top_heading_naming_its_file_is_the_document_not_a_section():
     assert qtype.section_asked("Summarise the Features.", ("Libgauge", "Features"), "manuals/libgauge.pdf") == 1
 
 
+GAUGE_LICENCES = {
+    "gauge-2.0.txt": (
+        "Gauge License\nVersion 2.0, March 2004\n\n"
+        '   "Source" form shall mean the preferred form for making modifications to a gauge.\n\n'
+        '   "Object" form shall mean any form resulting from translating a Source form.\n\n'
+        "To apply the licence, attach this notice:\n\n"
+        '   Licensed under the Gauge License 2.0 (the "License"); the Source form of a gauge is under it.\n'
+    ),
+    "tide-1.1.txt": "Tide License\nVersion 1.1\n\nYou may read the tides of any harbour.\n",
+}
+
+
 def test_a_document_named_by_its_file_name_and_version_gives_its_units_no_identifier_bonus(tmp_path, embedder):
     # 'the Gauge License 2.0' says which document; the unit answering is the one defining the term,
     # not the boilerplate that repeats the licence's name and version
-    files = {
-        "gauge-2.0.txt": (
-            "Gauge License\nVersion 2.0, March 2004\n\n"
-            '   "Source" form shall mean the preferred form for making modifications to a gauge.\n\n'
-            '   "Object" form shall mean any form resulting from translating a Source form.\n\n'
-            "To apply the licence, attach this notice:\n\n"
-            '   Licensed under the Gauge License 2.0 (the "License"); the Source form of a gauge is under it.\n'
-        ),
-        "tide-1.1.txt": "Tide License\nVersion 1.1\n\nYou may read the tides of any harbour.\n",
-    }
-    shelf = assistant_over(tmp_path, files, embedder)
+    shelf = assistant_over(tmp_path, GAUGE_LICENCES, embedder)
     answer = shelf.ask('What does "Source" form mean in the Gauge License 2.0?')
     assert not answer.abstained, answer.text
     assert any(c.quote.startswith('"Source" form shall mean') for c in answer.citations), answer.text
@@ -435,14 +437,6 @@ def test_the_words_saying_where_a_term_is_used_need_not_be_in_its_definition(tmp
     # a name asked for, and a year, are what the question asks about, not where
     assert qtype.qualifier("What is the name of the French colony established in 1564?") == ""
     assert qtype.qualifier("What is the colony in 1564?") == ""
-    files = {
-        "gauge-2.0.txt": (
-            "Gauge License\nVersion 2.0, March 2004\n\n"
-            '   "Source" form shall mean the preferred form for making modifications to a gauge.\n\n'
-            '   Licensed under the Gauge License 2.0 (the "License"); the Source form of a gauge is under it.\n'
-        ),
-        "tide-1.1.txt": "Tide License\nVersion 1.1\n\nYou may read the tides of any harbour.\n",
-    }
-    shelf = assistant_over(tmp_path, files, embedder)
+    shelf = assistant_over(tmp_path, GAUGE_LICENCES, embedder)
     answer = shelf.ask('What does "Source" form mean in the Gauge License 2.0?')
     assert answer.citations[0].quote.startswith('"Source" form shall mean'), answer.text
