@@ -72,6 +72,8 @@ _ASKS = [
     ("email", re.compile(rf"\b(what|which)\s+{_THE}{_MODIFIERS}e-?mail\s+address(es)?\b", re.I)),
     ("variable", re.compile(rf"\b(what|which)\s+{_THE}{_MODIFIERS}environment\s+variables?\b", re.I)),
     ("frequency", re.compile(r"\bhow often\b|\bhow frequently\b", re.I)),
+    # 'What is the default value of the 'undolevels' option?': a value, not the option's name again
+    ("value", re.compile(r"\bdefault\s+(?:value|setting)s?\s+(?:of|for)\b", re.I)),
     ("number", re.compile(r"\bhow (many|much)\b|\bwhat (score|number|count|amount)\b"
                           r"|^\s*(what|which)\s+(is|was|are|were)\s+the\s+(\w+\s+){0,2}(number|count|total)\s+of\b"
                           r"|\b(what|which)\s+(is\s+the\s+)?(numeric|numerical)\b|\b(what|which)\s+(is\s+the\s+)?(\w+\s+){0,2}range\b", re.I)),
@@ -147,6 +149,8 @@ def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = fr
         return bool(PATTERNS["frequency"].search(text) or PATTERNS["duration"].search(text))
     if kind == "occasion":
         return bool(PATTERNS["date"].search(text) or _CONDITION.search(text))
+    if kind == "value":  # a number, a literal in code, or a word a setting takes ('true', 'off', 'empty')
+        return bool(PATTERNS["number"].search(text) or _LITERAL.search(text))
     if kind == "number":  # a year is not a count, a score or a duration
         text = _YEAR.sub(" ", text)
         return bool(PATTERNS["number"].search(text) or PATTERNS["percent"].search(text) or PATTERNS["span"].search(text)
@@ -154,6 +158,7 @@ def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = fr
     return bool(PATTERNS[kind].search(text))
 
 
+_LITERAL = re.compile(r"`[^`\s][^`]{0,40}`|\b(?:true|false|null|empty|off|unlimited|unset|disabled|enabled)\b", re.I)
 # a count said by what it counts: 'Defaults to the number of logical CPUs.'
 _COUNT_OF = re.compile(r"\b(?:defaults? to|equal to|uses?|to|as many as|one per|one for each)\s+the\s+number\s+of\b", re.I)
 

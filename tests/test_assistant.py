@@ -87,6 +87,8 @@ def test_abstains_when_the_corpus_does_not_say(assistant, question):
         ("Which gauges log tides, and how many readings do they keep?", "number"),
         ("If someone who broke a gauge gets a warning, how long do they have to fix it?", "duration"),
         ("I want to know how many gauges there are.", "number"),
+        ("What is the default value of the 'tidelevels' option?", "value"),
+        ("What is the default setting for --depth?", "value"),
     ],
 )
 def test_the_answer_type_a_question_asks_for(question, kind):
@@ -107,6 +109,11 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         # a count said by what it counts, not a definition of a count
         ("How many jobs run in parallel by default?", "Defaults to the number of logical CPUs.", True),
         ("How many arguments can the function take?", "nargs is the number of arguments it accepts.", False),
+        # a default value: a number, a literal in code, or a word a setting takes; not the option named again
+        ("What is the default value of the 'tidelevels' option?", "Setting 'tidelevels' closes the log.", False),
+        ("What is the default value of the 'tidelevels' option?", "The default is 1000.", True),
+        ("What is the default value of the fatal option?", "`true` if failures are fatal.", True),
+        ("What is the default value of the wrap option?", "Wrapping is off by default.", True),
         ("How much of the novel is set in the Bronx?", "About half of the action (1948) is set there.", True),
         ("When did RSP v2.4 come out?", "| v2.4 | August 2025 |", True),  # a date keeps its year
         # a count said as a range of names, a length without a number
