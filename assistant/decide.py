@@ -3,7 +3,8 @@
 Confidence is the best evidence score (with the bonus for naming the identifier the question
 names) among the top answerable units that hold what the question asks for (a date, a number, an
 amount, a version — or, when no unit holds a version number, a year; the numbers inside the
-names the question names do not count), lowered by half the share of the question's words the
+names the question names do not count, nor a 'one' that does not count what "how many" asks
+about), lowered by half the share of the question's words the
 corpus never uses (nor a synonym of them) and by a quarter of the share its own document never
 uses though other documents do. The corpus "does not say"
 when no unit qualifies, when the question names an identifier the corpus never mentions
@@ -32,7 +33,8 @@ def decide(
     useful = [s for s in scored if not label_only(s.unit)]
     kind = qtype.expected_type(query.focus)
     names = qtype.identifiers(query.focus)
-    typed = tuple(s for s in useful if qtype.satisfies(kind, s.unit.text, names))
+    thing = qtype.counted(query.focus)  # 'How many phases …?': a number in words must count phases
+    typed = tuple(s for s in useful if qtype.satisfies(kind, s.unit.text, names, thing))
     if not typed and kind in qtype.FALLBACK:
         typed = tuple(s for s in useful if qtype.satisfies(qtype.FALLBACK[kind], s.unit.text, names))
     if not typed:

@@ -133,7 +133,31 @@ def expected_type(question: str) -> str | None:
 _ADDRESS = re.compile(r"\]\([^)\s]*\)|<?\b(?:https?|ftp)://[^\s>)]*>?")  # a Markdown link's target, a URL
 
 
-def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = frozenset()) -> bool:
+_HOW_MANY = re.compile(r"\bhow\s+many\s+([\w-]+)(?:\s+([\w-]+))?", re.I)
+
+
+def counted(question: str) -> str:
+    """The stem of what 'How many X …?' counts ('How many phases does the event loop have?': phase;
+    'How many security levels …?': level), or ''."""
+    m = _HOW_MANY.search(question)
+    for word in m.groups() if m else ():
+        if word and word.lower().endswith("s") and (terms := content_terms(word)):
+            return terms[0]
+    return ""
+
+
+def _counts(text: str, thing: str) -> bool:
+    """Whether the text holds a count: a number, but 'one' only when it counts `thing` ('one phase';
+    not the 'one' of 'at least one listener' or 'one of the largest' for 'How many phases …?')."""
+    for m in PATTERNS["number"].finditer(text):
+        if m.group(0).lower() != "one" or not thing:
+            return True
+        if thing in content_terms(" ".join(text[m.end():].split()[:2])):
+            return True
+    return False
+
+
+def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = frozenset(), thing: str = "") -> bool:
     """Whether the text holds what the question asks for. The numbers inside the names the
     question itself names do not count: in 'What score did Claude Opus 4 achieve?', a sentence
     about 'Opus 4' holds no score because of its '4'. Nor do the numbers of a link's address
@@ -153,7 +177,7 @@ def satisfies(kind: str | None, text: str, named: frozenset[str] | set[str] = fr
         return bool(PATTERNS["number"].search(text) or _LITERAL.search(text))
     if kind == "number":  # a year is not a count, a score or a duration
         text = _YEAR.sub(" ", text)
-        return bool(PATTERNS["number"].search(text) or PATTERNS["percent"].search(text) or PATTERNS["span"].search(text)
+        return bool(_counts(text, thing) or PATTERNS["percent"].search(text) or PATTERNS["span"].search(text)
                     or _COUNT_OF.search(text))
     return bool(PATTERNS[kind].search(text))
 

@@ -108,6 +108,11 @@ def test_the_answer_type_a_question_asks_for(question, kind):
         ("How many reviewers were chosen?", "Three reviewers were chosen in April 2026.", True),
         # a count said by what it counts, not a definition of a count
         ("How many jobs run in parallel by default?", "Defaults to the number of logical CPUs.", True),
+        # 'one' counts only what is asked: not the 'one' of 'at least one listener'
+        ("How many phases does the gauge loop have?", "Unless at least one listener is registered, it stops.", False),
+        ("How many phases does the gauge loop have?", "The gauge loop has only one phase.", True),
+        ("How many dorms house the students?", "They live in twelve residential Houses.", True),
+        ("How many phases does the gauge loop have?", "The loop runs through 6 of them.", True),
         ("How many arguments can the function take?", "nargs is the number of arguments it accepts.", False),
         # a default value: a number, a literal in code, or a word a setting takes; not the option named again
         ("What is the default value of the 'tidelevels' option?", "Setting 'tidelevels' closes the log.", False),
@@ -163,7 +168,7 @@ def test_what_counts_as_the_answer_type(question, text, holds):
     from assistant import qtype
 
     kind = qtype.expected_type(question)
-    assert qtype.satisfies(kind, text, qtype.identifiers(question)) is holds
+    assert qtype.satisfies(kind, text, qtype.identifiers(question), qtype.counted(question)) is holds
 
 
 @pytest.mark.parametrize(
