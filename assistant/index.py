@@ -352,6 +352,22 @@ class CorpusIndex:
         self.unit_pos = _RowOfUnit(self.arena)
         self.stats = LiveTermStats(self.lexical)
         self.identifiers = LiveIdentifiers(self.lexical, self.chunks, self.arena)
+        self._following: dict[tuple[str, int], list[str]] = {}
+        self._following_lock = threading.Lock()
+
+    def chunks_following(self, chunk: Chunk, window: int) -> list[str]:
+        """Ids of the chunks of the same document that start after this one does and within `window`
+        characters of its end: where a list or a paragraph it begins goes on. One store query per
+        chunk and state of the collection."""
+        key = (chunk.id, window)
+        got = self._following.get(key)
+        if got is None:
+            got = self.store.chunk_ids_after(chunk.source, chunk.start + 1, chunk.end - chunk.start + window)
+            with self._following_lock:
+                if len(self._following) > 100_000:
+                    self._following.clear()
+                self._following[key] = got
+        return got
 
     def vector_of(self, unit: Unit) -> np.ndarray:
         g = self.arena.load([unit.chunk_id]).get(unit.chunk_id)

@@ -401,9 +401,9 @@ def path_terms(source: str) -> frozenset[str]:
 
 # what may follow the term without being part of it: 'in the Apache License 2.0', ', as described in
 # the chapter'
-_QUALIFIER = r"(?:\s*,?\s+(?:in|under|within|according\s+to|as\s+(?:described|defined|used)\s+in)\b[^?]*)?"
-_QUALIFIED = re.compile(r"(?P<q>\s*,?\s+(?:in|under|within|according\s+to|as\s+(?:described|defined|used)\s+in)\b[^?]*)\s*[?.]?\s*$",
-                        re.IGNORECASE)
+_QUALIFYING = r"\s*,?\s+(?:in|under|within|according\s+to|as\s+(?:described|defined|used)\s+in)\b[^?]*"
+_QUALIFIER = rf"(?:{_QUALIFYING})?"
+_QUALIFIED = re.compile(rf"(?P<q>{_QUALIFYING})\s*[?.]?\s*$", re.IGNORECASE)
 _DEFINE_ASKED = re.compile(
     r"^\s*(?:(?:in|under|according\s+to)\b[^,?]{1,60},\s*)?"  # 'Under the MPL, what …'
     r"(?:what\s+(?:is|are)\s+(?:an?\s+|the\s+)?(?P<is>[^?,]{2,60}?)"

@@ -147,9 +147,7 @@ def _placed(unit: Unit, index, near: Sequence[str] = ()) -> tuple[list[Unit], in
     features Ninja adds to Make.' and the list, a chunk later): the chunks that start within
     FOLLOW_WINDOW of its chunk's end join."""
     chunk = index.chunks.get(unit.chunk_id)
-    following = []
-    if chunk is not None:
-        following = index.store.chunk_ids_after(unit.source, chunk.start + 1, chunk.end - chunk.start + FOLLOW_WINDOW)
+    following = index.chunks_following(chunk, FOLLOW_WINDOW) if chunk is not None else []
     units = section_units(unit, index, [*near, *following])
     return units, next((i for i, u in enumerate(units) if u.id == unit.id), None)
 

@@ -343,8 +343,8 @@ def _reading_order(lines: list[tuple[str, dict, float | None]], lefts: list[floa
         at = next((p for p, (_, below, ran) in enumerate(placed) if ran and below < y), len(placed))
         placed.insert(at, (group, y, True))
     order = [i for group, _, _ in placed for i in group]
-    rest = [i for i in range(len(lines)) if i not in set(order)]
-    return rest + order if rest else order
+    taken = set(order)
+    return [i for i in range(len(lines)) if i not in taken] + order
 
 
 def _paragraph_starts(lines: list[tuple[str, dict, float | None]]) -> set[int]:
@@ -655,8 +655,8 @@ def html_to_text(html: str) -> str:
                 # a header row only when the table marks one (a <thead>, or a first row all <th>): a
                 # list laid out as a table ('query' / 'dump the inputs …') has none
                 first = el.find("tr")
-                cells = [c for c in first.find_all(["th", "td"]) if c.get_text(strip=True)] if first else []
-                if el.find("thead") or (cells and all(c.name == "th" for c in cells)):
+                filled = [c for c in first.find_all(["th", "td"]) if c.get_text(strip=True)] if first else []
+                if el.find("thead") or (filled and all(c.name == "th" for c in filled)):
                     width = rows[0].count("|") - 1
                     rows.insert(1, "|" + "---|" * width)
                 out.append("\n".join(rows))
